@@ -1,0 +1,1 @@
+"""Benchmarks: `voxlens bench ...` prints tables and writes JSON."""

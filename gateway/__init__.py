@@ -1,0 +1,1 @@
+"""The VoxLens gateway: gRPC server, router, model backends, tools, memory, metrics."""

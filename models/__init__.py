@@ -1,0 +1,1 @@
+"""The model catalog (catalog.toml) and the wake-word heads VoxLens trains."""

@@ -1,0 +1,127 @@
+"""The model catalog resolves every default model, and bad files give errors that name file, expectation and fix."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models import catalog as cat
+
+
+@pytest.mark.parametrize("e", [e for e in cat.all_models() if e.default], ids=lambda e: e.name)
+def test_every_default_model_resolves_to_an_existing_file(e: cat.ModelEntry) -> None:
+    path = cat.resolve(e.name)
+    assert path.exists()
+    if e.entry != ".":
+        assert path.name == e.entry and path.stat().st_size > 0
+
+
+def test_every_default_file_has_a_pinned_checksum_and_size() -> None:
+    for e in cat.all_models():
+        if e.default:
+            for spec in e.files:
+                assert len(spec.sha256) == 64 and spec.size, f"{e.name}/{spec.name} needs sha256 and size in catalog.toml"
+
+
+def test_verify_cli_reports_every_default_model_ok(repo_root: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "voxlens.cli", "models", "verify", "--json"], capture_output=True, text=True, cwd=repo_root)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {r["name"] for r in rows} == {e.name for e in cat.all_models() if e.default}
+    assert all(r["ok"] and r["detail"] == "sha256 ok" for r in rows)
+
+
+def _local_copy(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[cat.ModelEntry, Path]:
+    """The real entry, pointed at a copy of its files (tests never touch the installed originals)."""
+    e = cat.entry(name)
+    folder = cat.copy_model(e, tmp_path / name)
+    monkeypatch.setenv("VOXLENS_TEST_MODEL", str(folder))
+    return dataclasses.replace(e, kind="path", path_env="VOXLENS_TEST_MODEL"), folder
+
+
+def test_corrupted_copy_names_file_expected_checksum_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e, folder = _local_copy("silero-vad", tmp_path, monkeypatch)
+    assert cat.verify(e).ok
+    target = folder / "silero_vad_v6.onnx"
+    data = bytearray(target.read_bytes())
+    data[1000] ^= 0xFF
+    target.write_bytes(bytes(data))
+    (check,) = cat.verify(e).files
+    assert not check.ok
+    assert str(target) in check.detail
+    assert "checksum mismatch" in check.detail and e.files[0].sha256 in check.detail
+    assert "fix:" in check.detail
+
+
+def test_truncated_file_is_reported_before_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e, folder = _local_copy("silero-vad", tmp_path, monkeypatch)
+    target = folder / "silero_vad_v6.onnx"
+    target.write_bytes(target.read_bytes()[:5000])
+    (check,) = cat.verify(e).files
+    assert not check.ok and "wrong size" in check.detail and "5000 bytes" in check.detail
+
+
+def _fake_parts_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: dict[str, bytes]) -> str:
+    """An importable package holding model parts, like the PyPI packages that ship them."""
+    pkg = tmp_path / "site" / "voxlens_test_parts"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    for name, data in parts.items():
+        (pkg / "data" / name).write_bytes(data)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return "voxlens_test_parts"
+
+
+def _assembled_entry(module: str, whole: bytes, part_names: list[str]) -> cat.ModelEntry:
+    import hashlib
+
+    spec = cat.FileSpec("model.gguf", hashlib.sha256(whole).hexdigest(), len(whole), "GGUF", tuple(f"{module}:data/{p}" for p in part_names))
+    return cat.ModelEntry(name="test-assembled", role="small-llm", kind="assembled", entry="model.gguf", files=(spec,), packages=("voxlens-test-parts==1",))
+
+
+def test_assembly_concatenates_parts_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = b"GGUF" + bytes(range(256)) * 40
+    module = _fake_parts_package(tmp_path, monkeypatch, {"p1": whole[:3000], "p2": whole[3000:]})
+    e = _assembled_entry(module, whole, ["p1", "p2"])
+    folder = cat.assemble(e, tmp_path / "cache")
+    assert (folder / "model.gguf").read_bytes() == whole
+    assert cat.verify(e, tmp_path / "cache").ok
+
+
+def test_missing_chunk_names_the_chunk_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = b"GGUF" + b"x" * 6000
+    module = _fake_parts_package(tmp_path, monkeypatch, {"p1": whole[:3000]})
+    e = _assembled_entry(module, whole, ["p1", "p2"])
+    with pytest.raises(cat.ModelError) as err:
+        cat.assemble(e, tmp_path / "cache")
+    assert "missing chunk" in str(err.value) and "p2" in str(err.value) and "pip install" in str(err.value)
+    assert not list((tmp_path / "cache").rglob("model.gguf")), "no half-assembled file may be left behind"
+
+
+def test_truncated_chunk_fails_assembly_with_reinstall_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = b"GGUF" + b"y" * 6000
+    module = _fake_parts_package(tmp_path, monkeypatch, {"p1": whole[:3000], "p2": whole[3000:5000]})
+    e = _assembled_entry(module, whole, ["p1", "p2"])
+    with pytest.raises(cat.ModelError) as err:
+        cat.assemble(e, tmp_path / "cache")
+    msg = str(err.value)
+    assert "wrong size" in msg and "expected 6004" in msg and "--force-reinstall" in msg
+    assert not (tmp_path / "cache" / "models" / "test-assembled" / "model.gguf").exists()
+
+
+def test_missing_package_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    e = dataclasses.replace(cat.entry("silero-vad"), root="voxlens_no_such_module:assets", packages=("no-such-pkg==1",))
+    (check,) = cat.verify(e).files
+    assert not check.ok and "no-such-pkg==1" in check.detail and "pip install" in check.detail
+
+
+def test_unknown_name_and_missing_path_are_clear() -> None:
+    with pytest.raises(cat.ModelError, match="no model named 'nope'"):
+        cat.resolve("nope")
+    with pytest.raises(cat.ModelError, match="does not exist"):
+        cat.resolve("/tmp/definitely/not/here.onnx")

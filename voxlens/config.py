@@ -1,0 +1,259 @@
+"""One place for configuration: a TOML file plus environment variables.
+
+Why: every stage reads its settings from here, so the defaults run with no file
+at all, one file changes anything, and an operator can override a single value
+with an environment variable (``VOXLENS_<SECTION>__<KEY>``, e.g.
+``VOXLENS_GATEWAY__PORT=50052``) without editing files.
+
+Lookup order for the file: ``--config`` argument, ``$VOXLENS_CONFIG``, then
+``~/.config/voxlens/voxlens.toml`` if it exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "VOXLENS_"
+DEFAULT_PATH = Path("~/.config/voxlens/voxlens.toml").expanduser()
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable is malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    cache_dir: str = ""           # empty: $VOXLENS_CACHE or ~/.cache/voxlens
+    stt: str = "whisper-tiny.en"  # catalog name, or a path to a CTranslate2 model folder
+    tts: str = "piper-joe-medium" # catalog name, or a path to a Piper .onnx voice
+    vad: str = "silero-vad"
+    small_llm: str = "qwen2.5-coder-0.5b-q4km"  # catalog name, or a path to a GGUF
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate_hz: int = 16000
+    frame_ms: int = 80
+    input_device: str = ""   # sounddevice name or index; empty: system default
+    output_device: str = ""
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    threshold: float = 0.5
+    start_ms: int = 160          # voiced run that starts an utterance
+    silence_ms: int = 400        # silence that ends an utterance mid-sentence
+    short_silence_ms: int = 250  # silence that ends one the grammar already found complete
+    preroll_ms: int = 320
+    max_utterance_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    compute_type: str = "int8"
+    beam_size: int = 1
+    language: str = ""        # empty: the model's own (en for .en models, else detected)
+    partial_interval_ms: int = 480
+    cpu_threads: int = 0      # 0: let CTranslate2 choose
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    length_scale: float = 1.0
+    first_clause_min_words: int = 4
+    first_clause_max_words: int = 12
+
+
+@dataclass(frozen=True)
+class WakewordConfig:
+    heads: tuple[str, ...] = ("hey-vox-lens",)  # catalog names or paths to openWakeWord-format heads
+    threshold: float = 0.5
+    patience_frames: int = 1
+    refractory_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    gateway: str = "127.0.0.1:50051"
+    token: str = ""
+    tls_ca: str = ""
+    conversation_ttl_s: float = 300.0
+    follow_up_s: float = 5.0
+    turn_timeout_s: float = 20.0
+    latitude: float = 48.8566
+    longitude: float = 2.3522
+    place_name: str = "Paris, France"
+    time_zone: str = "Europe/Paris"
+    locale: str = "en-US"
+    language: str = "en"
+    media_dir: str = ""   # photos/videos placeholders; empty: ~/.local/share/voxlens/media
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """One model tier. kind: "llama_cpp" (GGUF in process) or "openai" (any OpenAI-compatible server)."""
+    kind: str = "llama_cpp"
+    model: str = ""        # GGUF path/catalog name (llama_cpp) or served model name (openai)
+    base_url: str = ""     # openai: e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = ""  # name of the env var holding the API key; never the key itself
+    context_tokens: int = 2048
+    max_tokens: int = 256
+    temperature: float = 0.3
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 2.0
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    private_keywords: tuple[str, ...] = ("password", "bank", "medical", "diagnosis", "my address")
+    complex_min_words: int = 18
+    complex_cues: tuple[str, ...] = ("explain", "why", "compare", "step by step", "plan", "summarize", "write")
+    breaker_failures: int = 3
+    breaker_reset_s: float = 15.0
+    latency_budget_ms: int = 1500
+
+
+@dataclass(frozen=True)
+class ToolsConfig:
+    geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
+    forecast_url: str = "https://api.open-meteo.com/v1/forecast"
+    searxng_url: str = ""  # empty: web search off
+    timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int = 0            # 0: metrics off
+    token_sha256: tuple[str, ...] = ()  # hex sha256 of accepted device tokens; empty: auth off
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""          # set: mutual TLS
+    max_message_bytes: int = 64 * 1024
+    max_text_chars: int = 2000
+    max_turns_per_device: int = 2
+    rate_per_minute: int = 60
+    turn_deadline_s: float = 30.0
+    history_turns: int = 8
+    history_ttl_s: float = 600.0
+    small: BackendConfig = field(default_factory=BackendConfig)
+    big: BackendConfig = field(default_factory=lambda: BackendConfig(kind="openai", model="llama-3.1-405b-instruct"))
+
+
+@dataclass(frozen=True)
+class Config:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    stt: SttConfig = field(default_factory=SttConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    wakeword: WakewordConfig = field(default_factory=WakewordConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Turn a TOML or environment value into the field's type, or say exactly what is wrong."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return _build(hint, value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        return tuple(_coerce(v, item, where) for v in value)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return hint(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}") from None
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """VOXLENS_GATEWAY__PORT=1 -> {"gateway": {"port": "1"}}; VOXLENS_GATEWAY__SMALL__MODEL nests deeper."""
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Path | None:
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit).expanduser()
+    if environ.get("VOXLENS_CONFIG"):
+        return Path(environ["VOXLENS_CONFIG"]).expanduser()
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file (if any), then environment variables."""
+    environ = dict(os.environ) if environ is None else environ
+    data: dict[str, Any] = {}
+    resolved = config_path(path, environ)
+    if resolved is not None:
+        if not resolved.is_file():
+            raise ConfigError(f"config file {resolved} does not exist; create it or drop --config / VOXLENS_CONFIG")
+        try:
+            data = tomllib.loads(resolved.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {resolved} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(environ))
+    where = str(resolved) if resolved else "config"
+    try:
+        return _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-exported so callers do not mutate configs in place."""
+    return dataclasses.replace(cfg, **changes)
