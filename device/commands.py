@@ -35,6 +35,9 @@ Kind = Literal["command", "intent", "query", "empty"]
 _OPEN_NUMBER_WORDS = {"twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
                       "hundred", "and", "point", "a"}
 _WORD_RE = re.compile(r"[\w%']+")
+_INNER_HYPHEN_RE = re.compile(r"(?<=\w)-(?=\w)")
+# A free-text timer name that is really a determiner ("my timer") is no name.
+_NOT_A_NAME = {"my", "the", "a", "an", "this", "that", "your", "our"}
 
 
 class GrammarError(ValueError):
@@ -104,7 +107,8 @@ class Grammar:
             self._recognize(sample)
 
     def _recognize(self, text: str) -> RecognizeResult | None:
-        return recognize_best(text, self.intents, language=self.language)
+        # "2-minute" -> "2 minute": whisper hyphenates compounds that the templates spell with a space
+        return recognize_best(_INNER_HYPHEN_RE.sub(" ", text), self.intents, language=self.language)
 
     def understand(self, text: str) -> Understanding:
         """Classify one final transcript: device command, gateway intent, or free query."""
@@ -197,7 +201,7 @@ def _command(result: RecognizeResult, text: str) -> CommandMatch:
         slots["level"] = max(0, min(100, _number(raw["level"])))
     if "timer_name" in raw:
         name = clean_transcript(str(raw["timer_name"])).strip(" ,").lower()
-        if name:
+        if name and name not in _NOT_A_NAME:
             slots["name"] = name
     if result.intent.name == "timer_set":
         slots["duration_s"] = _duration_s(raw)

@@ -35,6 +35,9 @@ COMMANDS = [
     ("set the volume to max", "volume_set", {"level": 100}),
     ("volume to zero", "volume_set", {"level": 0}),
     ("hey, set the volume to 5 %", "volume_set", {"level": 5}),
+    ("Turn the volume up to 80%.", "volume_set", {"level": 80}),
+    ("Could you turn the volume down to 20 percent?", "volume_set", {"level": 20}),
+    ("Could you turn the volume up?", "volume_up", {}),
     ("mute", "mute", {}),
     ("Mute.", "mute", {}),
     ("turn the sound off", "mute", {}),
@@ -73,6 +76,10 @@ COMMANDS = [
     ("start a 10 minute timer", "timer_set", {"duration_s": 600}),
     ("timer for five minutes", "timer_set", {"duration_s": 300}),
     ("Um, set a timer for twenty five minutes.", "timer_set", {"duration_s": 1500}),
+    ("Set a 2-minute timer.", "timer_set", {"duration_s": 120}),
+    ("Set a timer for 10 min.", "timer_set", {"duration_s": 600}),
+    ("set a timer for 2 mins 30 secs", "timer_set", {"duration_s": 150}),
+    ("Wake me up in 10 minutes.", "timer_set", {"duration_s": 600}),
     ("set a pasta timer for ten minutes", "timer_set", {"duration_s": 600, "name": "pasta"}),
     ("Set a timer for 5 minutes called tea.", "timer_set", {"duration_s": 300, "name": "tea"}),
     ("set a timer named eggs for 7 minutes", "timer_set", {"duration_s": 420, "name": "eggs"}),
@@ -84,6 +91,7 @@ COMMANDS = [
     ("how much time is left on the timer", "timer_remaining", {}),
     ("how long is left", "timer_remaining", {}),
     ("how much time is left on the pasta timer", "timer_remaining", {"name": "pasta"}),
+    ("How much time is left on my timer?", "timer_remaining", {}),  # "my" is not a name
     # time, date, battery
     ("What time is it?", "time_now", {}),
     ("what's the time", "time_now", {}),
@@ -118,6 +126,8 @@ INTENTS = [
     ("what's the weather in Paris", "weather", {"city": "Paris"}),
     ("What's the weather in New York tomorrow?", "weather", {"city": "New York", "day": "tomorrow"}),
     ("what is the weather like in london today", "weather", {"city": "london", "day": "today"}),
+    ("What is the weather in Paris like?", "weather", {"city": "Paris"}),
+    ("What's the weather in São Paulo?", "weather", {"city": "São Paulo"}),
     ("how's the weather tomorrow", "weather", {"day": "tomorrow"}),
     ("what's the weather tomorrow in Berlin", "weather", {"city": "Berlin", "day": "tomorrow"}),
     ("Will it rain tomorrow?", "weather", {"day": "tomorrow"}),
@@ -165,6 +175,8 @@ QUERIES = [
     "what's the battery life of a tesla",
     "stop the war in my head is a song by whom",
     "how many minutes are in a day",
+    "Set an alarm for 7 am.",               # alarms at a clock time are not timers (the model can explain)
+    "What is two plus two?",
     "record the history of rome",
     "explain how timers work in javascript",
     "set a timer",                          # no duration: not a complete command, the model may ask back
