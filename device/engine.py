@@ -20,7 +20,8 @@ from typing import AsyncIterable, AsyncIterator, Callable, Protocol
 
 from device.actions import DeviceActions, Timer, timer_done_phrase
 from device.client import AssistantClient
-from device.client_events import (OFFLINE_SPOKEN, ClientError, RouteEvent, TextEvent, ToolEvent, TurnEndEvent)
+from device.client_events import (OFFLINE_SPOKEN, ClientError, GatewayUnavailable, RouteEvent, TextEvent, ToolEvent,
+                                  TurnEndEvent, TurnTimeout)
 from device.commands import Grammar, Understanding
 from voxlens.config import DeviceConfig
 from voxlens.timing import Clock, Timings, monotonic
@@ -188,8 +189,10 @@ class TurnEngine:
             record.kind = understanding.kind
             record.name = (understanding.command.name if understanding.command else
                            understanding.intent.name if understanding.intent else "")
-            self.emit("transcript", text=record.text, kind=record.kind, name=record.name,
-                      route_preference=understanding.route_preference)
+            slots = dict(understanding.command.slots if understanding.command else
+                         understanding.intent.slots if understanding.intent else {})
+            self.emit("transcript", text=record.text, kind=record.kind, name=record.name, slots=slots,
+                      query_text=understanding.text, route_preference=understanding.route_preference)
             if understanding.kind == "empty":
                 self._set(State.IDLE, "nothing said")
                 return
@@ -287,7 +290,8 @@ class TurnEngine:
             raise
         except ClientError as exc:
             log.warning("turn %s failed: %s", turn_id, exc)
-            record.outcome = {"GatewayUnavailable": "offline", "TurnTimeout": "timeout"}.get(type(exc).__name__, "error")
+            record.outcome = ("offline" if isinstance(exc, GatewayUnavailable) else
+                              "timeout" if isinstance(exc, TurnTimeout) else "error")
             deltas.put_nowait(None)
             for task in (filler, speaking):
                 if task is not None:

@@ -4,6 +4,7 @@ the TTS and sinks are the speech stream's and are joined by the lead."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import AsyncIterable, Callable
 
@@ -190,6 +191,9 @@ async def test_weather_intent_gets_a_filler_before_the_answer(tmp_path: Path, pe
         (query,) = peer.servicer.queries
         assert query.intent.name == "weather" and query.intent.slots["city"].text == "Paris"
         assert [e["event"] for e in rig.events].count("tool") == 1
+        (transcript,) = [e for e in rig.events if e["event"] == "transcript"]
+        assert (transcript["kind"], transcript["name"], transcript["slots"]) == ("intent", "weather", {"city": "Paris"})
+        json.dumps(rig.events)  # the events file is JSON lines
 
 
 @pytest.mark.parametrize("how", ["wake", "speech"])
