@@ -19,6 +19,7 @@ from typing import Literal, Mapping
 import yaml
 from hassil.intents import Intents
 from hassil.recognize import RecognizeResult, recognize_best
+from hassil.sample import sample_intents
 
 from protos import assistant_pb2 as pb
 
@@ -99,6 +100,7 @@ class Grammar:
         self.intents = _load_intents(self.path)
         self.language = self.intents.language
         self._warm_number_words()
+        self._continuations = _continuations(self.intents)
 
     def _warm_number_words(self) -> None:
         """Build hassil's number-word tries now (hundreds of ms) instead of on the first command."""
@@ -165,7 +167,41 @@ class Grammar:
         result = self._recognize(text)
         if result is None or _metadata(result).get("kind") != "command":
             return False
-        return not any(e.is_wildcard for e in result.entities_list)
+        if any(e.is_wildcard for e in result.entities_list):
+            return False
+        # "stop" may become "stop recording", "turn the volume up" "... up to 80": wait for those
+        longer = self._continuations.get(_match_words(text, self.intents.skip_words), set())
+        return not (longer - {result.intent.name})
+
+
+def _match_words(text: str, skip_words: list[str]) -> str:
+    """Lower-case words without punctuation or skip words, as the continuation table keys them."""
+    words = " ".join(_WORD_RE.findall(_INNER_HYPHEN_RE.sub(" ", text.lower())))
+    for skip in sorted(skip_words, key=len, reverse=True):
+        words = re.sub(rf"(?:^|(?<= )){re.escape(skip)}(?= |$)", "", words)
+    return " ".join(words.split())
+
+
+def _continuations(intents: Intents) -> dict[str, set[str]]:
+    """Every word-prefix of every device-command sentence -> the commands whose sentences go on past it.
+
+    Built once from hassil's own sampler (ranges and wildcards left as placeholders), so the
+    early-endpoint check follows the templates instead of a hand-kept list. Gateway intents are
+    left out on purpose: "what time is it" may grow into "... in Tokyo", but people say that
+    fluently, and waiting for it would slow down the commonest command.
+    """
+    commands = {name for name, intent in intents.intents.items()
+                if any((d.metadata or {}).get("kind") == "command" for d in intent.data)}
+    table: dict[str, set[str]] = {}
+    heads = {(name, *sentence.partition("{")[:2])
+             for name, sentence in sample_intents(intents, expand_ranges=False, exclude_sentences_with_wildcards=False,
+                                                  intent_names=commands)}
+    for name, literal, brace in heads:
+        words = _match_words(literal, []).split()
+        # every prefix shorter than the sentence; a prefix ending right before a slot is one too
+        for end in range(1, len(words) + (1 if brace else 0)):
+            table.setdefault(" ".join(words[:end]), set()).add(name)
+    return table
 
 
 def _load_intents(path: Path) -> Intents:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import subprocess
 from pathlib import Path
 
@@ -107,12 +108,20 @@ async def test_unreachable_gateway_fails_fast_with_a_spoken_message() -> None:
             assert caught.value.spoken == OFFLINE_SPOKEN
 
 
-async def test_blackholed_gateway_fails_within_the_connect_timeout() -> None:
-    # 10.255.255.1 is not routed from here: connection attempts neither succeed nor get refused
-    async with AssistantClient(DeviceConfig(gateway="10.255.255.1:50051"), backoff=FAST,
-                               connect_timeout_s=0.3) as client:
-        with pytest.raises(GatewayUnavailable):
-            await asyncio.wait_for(collect(client, "hello"), 1.0)
+async def test_silent_gateway_fails_within_the_connect_timeout() -> None:
+    # a port that accepts TCP but never speaks HTTP/2 (a hung gateway): the channel never becomes READY
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        async with AssistantClient(DeviceConfig(gateway=f"127.0.0.1:{port}"), backoff=FAST,
+                                   connect_timeout_s=0.3) as client:
+            loop = asyncio.get_running_loop()
+            start_s = loop.time()
+            with pytest.raises(GatewayUnavailable) as caught:
+                await asyncio.wait_for(collect(client, "hello"), 1.0)
+            assert loop.time() - start_s >= 0.2  # it did wait for the handshake, then gave up
+            assert caught.value.spoken == OFFLINE_SPOKEN
 
 
 async def test_reconnects_after_the_gateway_restarts(peer: PeerServer) -> None:

@@ -224,8 +224,13 @@ def test_explicit_model_request_is_never_a_device_command(grammar: Grammar) -> N
 
 @pytest.mark.parametrize(("partial", "complete"), [
     ("What time is it?", True),
+    ("stop", False),                       # may become "stop recording": a different command
+    ("cancel", False),                     # "cancel the timer"
+    ("turn the volume up", False),         # "turn the volume up to 80 percent"
+    ("start recording video", True),
+    ("never mind", True),
     ("set a timer for two minutes", True),
-    ("take a photo", True),
+    ("take a photo", True),                # "take a photo of this" is the same command
     ("set the volume to 25", True),
     ("set the volume to twenty", False),   # may continue: "twenty five"
     ("set the volume to 20", False),
