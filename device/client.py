@@ -166,6 +166,9 @@ class AssistantClient:
             except (TimeoutError, OSError, grpc.RpcError) as exc:
                 error = GatewayUnavailable(f"cannot connect to the gateway at {self.target}: {exc or type(exc).__name__}; "
                                            "is `voxlens gateway serve` running there?")
+            except Exception as exc:  # a bug here must not end the session's only connection loop
+                log.exception("gateway connection loop failed; reconnecting")
+                error = GatewayUnavailable(f"gateway connection failed unexpectedly: {exc!r}")
             self._fail_turns(error)
             self._signal_attempt()
             if self._closing:

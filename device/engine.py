@@ -165,14 +165,14 @@ class TurnEngine:
     async def barge_in(self, reason: str) -> None:
         """Stop playback now, cancel the gateway turn, drop the turn task."""
         self.speaker.stop()
-        if self._turn_id and self.client is not None:
-            self.client.cancel(self._turn_id)
+        turn_id, self._turn_id = self._turn_id, ""
+        if turn_id and self.client is not None:
+            self.client.cancel(turn_id)
         task, self._turn_task = self._turn_task, None
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self.emit("barge_in", reason=reason, turn_id=self._turn_id)
-        self._turn_id = ""
+        self.emit("barge_in", reason=reason, turn_id=turn_id)
 
     async def close(self) -> None:
         self._cancel_window()

@@ -216,6 +216,7 @@ async def test_barge_in_stops_playback_and_cancels_the_turn(tmp_path: Path, peer
         assert rig.turn()["outcome"] == "cancelled"
         barge = [e for e in rig.events if e["event"] == "barge_in"]
         assert barge and barge[0]["reason"] == ("wake word" if how == "wake" else "user speech")
+        assert barge[0]["turn_id"] == turn_id
 
 
 async def test_gateway_down_questions_fail_fast_and_commands_still_work(tmp_path: Path) -> None:
