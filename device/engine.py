@@ -18,7 +18,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import AsyncIterable, AsyncIterator, Callable, Protocol
 
-from device.actions import DeviceActions, Timer, timer_done_phrase
+from device.actions import DeviceActions, timer_done_phrase
+from device.platform import Timer
 from device.client import AssistantClient
 from device.client_events import (OFFLINE_SPOKEN, ClientError, GatewayUnavailable, RouteEvent, TextEvent, ToolEvent,
                                   TurnEndEvent, TurnTimeout)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from device import commands
-from device.actions import (ActionError, ActionResult, DeviceActions, LocalPlatform, Timer, spoken_duration,
-                            timer_done_phrase)
+from device.actions import ActionResult, DeviceActions, spoken_duration, timer_done_phrase
+from device.platform import ActionError, LocalPlatform, Timer
 from device.commands import CommandMatch
 from voxlens.config import DeviceConfig
 
@@ -152,7 +152,7 @@ async def test_failing_timer_callback_is_logged_not_fatal(tmp_path: Path, caplog
 
     platform = LocalPlatform(tmp_path, on_timer=broken)
     timer = platform.start_timer(0.01, "eggs")
-    with caplog.at_level(logging.ERROR, logger="device.actions"):
+    with caplog.at_level(logging.ERROR, logger="device.platform"):
         await asyncio.wait_for(timer.task, 1.0)
     assert "timer callback failed for timer 'eggs'" in caplog.text
 

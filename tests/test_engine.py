@@ -12,7 +12,8 @@ import pytest
 import pytest_asyncio
 
 from device import commands
-from device.actions import DeviceActions, LocalPlatform
+from device.actions import DeviceActions
+from device.platform import LocalPlatform
 from device.client import AssistantClient
 from device.client_events import OFFLINE_SPOKEN
 from device.earcons import earcon
