@@ -84,6 +84,7 @@ class DeviceConfig:
     tls_ca: str = ""
     conversation_ttl_s: float = 300.0
     follow_up_s: float = 5.0
+    listen_timeout_s: float = 6.0  # after the wake word, back to idle if nobody speaks
     turn_timeout_s: float = 20.0
     latitude: float = 48.8566
     longitude: float = 2.3522

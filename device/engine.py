@@ -1,0 +1,319 @@
+"""The turn state machine: idle -> listening -> thinking -> speaking -> follow-up -> idle.
+
+Why: the wake word, endpointing, STT, the grammar, the gateway and TTS each work
+alone; this decides what happens between them: what a transcript means, when to
+speak, when to stop (barge-in overtakes everything: playback stops and the turn
+is cancelled at once), and when the user may go on without the wake word.
+
+The audio loop (frames -> wake word / VAD / STT) drives it through five calls:
+`wake()`, `speech_started()`, `partial(text) -> end_now`, `utterance(text, ...)`,
+`timer_fired(timer)`. Output goes through a `Speaker` (earcons and streamed speech).
+Every state change and turn is reported to `emit` as a JSON-ready dict.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterable, AsyncIterator, Callable, Protocol
+
+from device.actions import DeviceActions, timer_done_phrase
+from device.platform import Timer
+from device.client import AssistantClient
+from device.client_events import (OFFLINE_SPOKEN, ClientError, GatewayUnavailable, RouteEvent, TextEvent, ToolEvent,
+                                  TurnEndEvent, TurnTimeout)
+from device.commands import Grammar, Understanding
+from voxlens.config import DeviceConfig
+from voxlens.timing import Clock, Timings, monotonic
+
+log = logging.getLogger(__name__)
+
+NOTHING_TO_REPEAT = "I haven't said anything yet."
+
+
+class State(str, enum.Enum):
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    FOLLOW_UP = "follow_up"
+
+
+class Speaker(Protocol):
+    """Earcons and speech out. speak() returns when everything was played or stop() was called."""
+
+    async def earcon(self, name: str) -> None: ...
+    async def speak(self, text: str | AsyncIterable[str], on_first_audio: Callable[[], None] | None = None) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TurnRecord:
+    """One turn, for the events file and the summary line."""
+
+    text: str
+    kind: str = ""                 # command | intent | query | empty
+    name: str = ""                 # command or intent name
+    route: str = ""                # "small:model" / "device"
+    answer: str = ""
+    outcome: str = "ok"            # ok | cancelled | offline | error | timeout
+    timings: Timings = field(default_factory=Timings)
+
+    def summary(self) -> str:
+        ms = self.timings.as_ms()
+        stages = " ".join(f"{k}={v:.0f}ms" for k, v in ms.items())
+        return f"[{self.kind}{':' + self.name if self.name else ''}] {self.text!r} -> {self.route or '-'} ({self.outcome}) {stages}"
+
+
+class TurnEngine:
+    def __init__(self, cfg: DeviceConfig, *, grammar: Grammar, actions: DeviceActions, speaker: Speaker,
+                 client: AssistantClient | None = None, emit: Callable[[dict], None] | None = None,
+                 clock: Clock = monotonic, barge_in_on_speech: bool = True) -> None:
+        self.cfg = cfg
+        self.grammar, self.actions, self.speaker, self.client = grammar, actions, speaker, client
+        self._emit = emit or (lambda event: None)
+        self.clock = clock
+        self.barge_in_on_speech = barge_in_on_speech
+        self.state = State.IDLE
+        self.turns: list[TurnRecord] = []
+        self._turn_task: asyncio.Task | None = None
+        self._turn_id = ""
+        self._window_task: asyncio.Task | None = None  # listening / follow-up timeout
+        self._last_answer = ""
+
+    # ------------------------------------------------------------ reporting
+    def emit(self, event: str, **fields: object) -> None:
+        self._emit({"event": event, "t_s": round(self.clock(), 4), **fields})
+
+    def _set(self, state: State, reason: str = "") -> None:
+        if state is self.state:
+            return
+        self.emit("state", previous=self.state.value, state=state.value, reason=reason)
+        self.state = state
+        self._cancel_window()
+        if state is State.LISTENING:
+            self._window_task = asyncio.get_running_loop().create_task(
+                self._expire(State.LISTENING, self.cfg.listen_timeout_s, "no speech"))
+        elif state is State.FOLLOW_UP:
+            self._window_task = asyncio.get_running_loop().create_task(
+                self._expire(State.FOLLOW_UP, self.cfg.follow_up_s, "follow-up window over"))
+
+    async def _expire(self, state: State, after_s: float, reason: str) -> None:
+        await asyncio.sleep(after_s)
+        if self.state is state:
+            self._window_task = None  # this task is ending: do not cancel it from _set
+            self._set(State.IDLE, reason)
+
+    def _cancel_window(self) -> None:
+        task, self._window_task = self._window_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    # ------------------------------------------------------------ inputs from the audio loop
+    async def wake(self) -> None:
+        """The wake word fired: start listening; during an answer this is a barge-in."""
+        if self.state in (State.THINKING, State.SPEAKING):
+            await self.barge_in("wake word")
+        self._set(State.LISTENING, "wake word")
+        await self.speaker.earcon("wake")
+
+    async def speech_started(self) -> None:
+        """The VAD heard speech. In the follow-up window it continues the conversation; over an answer it barges in."""
+        if self.state is State.FOLLOW_UP:
+            self._set(State.LISTENING, "follow-up speech")
+        elif self.state in (State.THINKING, State.SPEAKING) and self.barge_in_on_speech:
+            await self.barge_in("user speech")
+            self._set(State.LISTENING, "barge-in")
+        elif self.state is State.LISTENING:
+            self._cancel_window()  # they are talking: no listening timeout now
+
+    def partial(self, text: str) -> bool:
+        """True when the partial transcript is already a whole device command: end endpointing early."""
+        if self.state is not State.LISTENING:
+            return False
+        complete = self.grammar.is_complete(text)
+        if complete:
+            self.emit("endpoint_early", text=text)
+        return complete
+
+    def utterance(self, text: str, *, speech_end_s: float | None = None, endpoint_s: float | None = None,
+                  transcript_s: float | None = None) -> asyncio.Task | None:
+        """A final transcript. Starts the turn and returns its task (the audio loop keeps running for barge-in).
+
+        speech_end_s / endpoint_s / transcript_s: monotonic times of the last voiced sample, of the endpoint
+        decision and of the final transcript, for the per-turn waterfall.
+        """
+        if self.state not in (State.LISTENING, State.FOLLOW_UP):
+            self.emit("ignored", text=text, state=self.state.value)
+            return None
+        now_s = self.clock()
+        origin_s = speech_end_s if speech_end_s is not None else now_s
+        record = TurnRecord(text=text, timings=Timings(clock=self.clock))
+        for stage, at_s in (("endpoint", endpoint_s), ("transcript", transcript_s)):
+            if at_s is not None:
+                record.timings.add(stage, origin_s, at_s)
+        self._set(State.THINKING, "utterance")
+        self._turn_task = asyncio.get_running_loop().create_task(self._run_turn(record, origin_s))
+        return self._turn_task
+
+    async def timer_fired(self, timer: Timer) -> None:
+        """Alarm earcon and a spoken notice; wire this as the platform's on_timer callback."""
+        self.emit("timer_fired", name=timer.name, duration_s=timer.duration_s)
+        await self.speaker.earcon("alarm")
+        await self.speaker.speak(timer_done_phrase(timer))
+
+    async def barge_in(self, reason: str) -> None:
+        """Stop playback now, cancel the gateway turn, drop the turn task."""
+        self.speaker.stop()
+        turn_id, self._turn_id = self._turn_id, ""
+        if turn_id and self.client is not None:
+            self.client.cancel(turn_id)
+        task, self._turn_task = self._turn_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.emit("barge_in", reason=reason, turn_id=turn_id)
+
+    async def close(self) -> None:
+        self._cancel_window()
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
+            await asyncio.gather(self._turn_task, return_exceptions=True)
+
+    # ------------------------------------------------------------ a turn
+    async def _run_turn(self, record: TurnRecord, origin_s: float) -> None:
+        self.turns.append(record)
+        try:
+            understanding = self.grammar.understand(record.text)
+            record.timings.add("intent", origin_s)
+            record.kind = understanding.kind
+            record.name = (understanding.command.name if understanding.command else
+                           understanding.intent.name if understanding.intent else "")
+            slots = dict(understanding.command.slots if understanding.command else
+                         understanding.intent.slots if understanding.intent else {})
+            self.emit("transcript", text=record.text, kind=record.kind, name=record.name, slots=slots,
+                      query_text=understanding.text, route_preference=understanding.route_preference)
+            if understanding.kind == "empty":
+                self._set(State.IDLE, "nothing said")
+                return
+            if understanding.command is not None:
+                finished = await self._run_command(understanding, record, origin_s)
+            else:
+                finished = await self._ask(understanding, record, origin_s)
+            self._set(State.FOLLOW_UP if finished else State.IDLE, "answered")
+        except asyncio.CancelledError:
+            record.outcome = "cancelled"
+            raise
+        finally:
+            self.emit("turn", text=record.text, kind=record.kind, name=record.name, route=record.route,
+                      answer=record.answer, outcome=record.outcome, timings_ms=record.timings.as_ms(),
+                      summary=record.summary())
+
+    def _first_audio(self, record: TurnRecord, origin_s: float) -> Callable[[], None]:
+        def mark() -> None:
+            if record.timings.get("first_audio") is None:
+                record.timings.add("first_audio", origin_s)
+        return mark
+
+    async def _run_command(self, understanding: Understanding, record: TurnRecord, origin_s: float) -> bool:
+        assert understanding.command is not None
+        result = self.actions.run(understanding.command)
+        record.route = "device"
+        if result.control == "stop":
+            self.speaker.stop()
+            record.answer = ""
+            return False
+        speech = result.speech
+        if result.control == "repeat":
+            speech = self._last_answer or NOTHING_TO_REPEAT
+        record.answer = speech
+        self._set(State.SPEAKING, "command")
+        mark = self._first_audio(record, origin_s)
+        if result.earcon:
+            mark()
+            await self.speaker.earcon(result.earcon)
+        if speech:
+            await self.speaker.speak(speech, on_first_audio=mark)
+            if result.control != "repeat":
+                self._last_answer = speech
+        if not result.ok:
+            record.outcome = "error"
+        return True
+
+    async def _ask(self, understanding: Understanding, record: TurnRecord, origin_s: float) -> bool:
+        if self.client is None:
+            record.outcome = "offline"
+            await self._say_error(OFFLINE_SPOKEN, record, origin_s)
+            return False
+        self._turn_id = turn_id = self.client.new_turn_id()
+        deltas: asyncio.Queue[str | None] = asyncio.Queue()
+        speaking: asyncio.Task | None = None
+        filler: asyncio.Task | None = None
+        mark = self._first_audio(record, origin_s)
+        parts: list[str] = []
+
+        async def stream() -> AsyncIterator[str]:
+            while (delta := await deltas.get()) is not None:
+                yield delta
+
+        async def speak_after_filler() -> None:
+            if filler is not None:
+                await filler
+            await self.speaker.speak(stream(), on_first_audio=mark)
+
+        try:
+            async for event in self.client.ask(understanding, turn_id=turn_id):
+                if isinstance(event, RouteEvent):
+                    record.route = f"{event.tier}:{event.model}"
+                    record.timings.add("route", origin_s, event.at_s)
+                    self.emit("route", turn_id=turn_id, tier=event.tier, model=event.model, reason=event.reason,
+                              failover=event.failover)
+                elif isinstance(event, ToolEvent):
+                    self.emit("tool", turn_id=turn_id, tool=event.tool, phase=event.phase, status=event.status)
+                    if event.phase == "started" and event.status and not parts and filler is None:
+                        self._set(State.SPEAKING, "filler")
+                        filler = asyncio.create_task(self.speaker.speak(event.status + "…", on_first_audio=mark))
+                elif isinstance(event, TextEvent):
+                    if not parts:
+                        record.timings.add("first_token", origin_s, event.at_s)
+                        self._set(State.SPEAKING, "first token")
+                        speaking = asyncio.create_task(speak_after_filler())
+                    parts.append(event.text)
+                    deltas.put_nowait(event.text)
+                elif isinstance(event, TurnEndEvent):
+                    self.emit("turn_end", turn_id=turn_id, finish_reason=event.finish_reason,
+                              tokens_out=event.tokens_out, gateway_timings_ms=event.timings_ms)
+        except asyncio.CancelledError:
+            for task in (filler, speaking):
+                if task is not None:
+                    task.cancel()
+            raise
+        except ClientError as exc:
+            log.warning("turn %s failed: %s", turn_id, exc)
+            record.outcome = ("offline" if isinstance(exc, GatewayUnavailable) else
+                              "timeout" if isinstance(exc, TurnTimeout) else "error")
+            deltas.put_nowait(None)
+            for task in (filler, speaking):
+                if task is not None:
+                    await task
+            await self._say_error(exc.spoken, record, origin_s)
+            return False
+        finally:
+            deltas.put_nowait(None)
+            self._turn_id = ""
+        for task in (filler, speaking):
+            if task is not None:
+                await task
+        record.answer = "".join(parts).strip()
+        if record.answer:
+            self._last_answer = record.answer
+        return True
+
+    async def _say_error(self, spoken: str, record: TurnRecord, origin_s: float) -> None:
+        record.answer = spoken
+        self._set(State.SPEAKING, "error")
+        mark = self._first_audio(record, origin_s)
+        mark()
+        await self.speaker.earcon("error")
+        await self.speaker.speak(spoken, on_first_audio=mark)

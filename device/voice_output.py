@@ -1,0 +1,66 @@
+"""The engine's Speaker over the speech stream's TTS and an audio sink: earcons and streamed speech, one at a time.
+
+Why: the engine only says "play this earcon", "speak these deltas", "stop"; this
+joins that to `TextToSpeech.stream()/cancel()` and a sink's `play()/stop()`
+(INTERFACES.md), so barge-in stops both the synthesis and the queued audio at once.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterable, AsyncIterator, Callable, Protocol
+
+import numpy as np
+
+from device.earcons import earcon
+
+
+class Synthesizer(Protocol):
+    sample_rate_hz: int
+
+    def stream(self, deltas: AsyncIterable[str]) -> AsyncIterator[np.ndarray]: ...
+    def cancel(self) -> None: ...
+
+
+class Sink(Protocol):
+    async def play(self, pcm: np.ndarray, rate_hz: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+class VoiceOutput:
+    """Plays one thing at a time (a timer notice waits for the answer); stop() drops everything queued."""
+
+    def __init__(self, tts: Synthesizer, sink: Sink) -> None:
+        self.tts, self.sink = tts, sink
+        self.rate_hz = tts.sample_rate_hz
+        self._lock = asyncio.Lock()
+        self._generation = 0
+
+    async def earcon(self, name: str) -> None:
+        generation = self._generation
+        async with self._lock:
+            if generation == self._generation:
+                await self.sink.play(earcon(name, self.rate_hz), self.rate_hz)
+
+    async def speak(self, text: str | AsyncIterable[str], on_first_audio: Callable[[], None] | None = None) -> None:
+        generation = self._generation
+        async with self._lock:
+            if generation != self._generation:
+                return
+            deltas = _once(text) if isinstance(text, str) else text
+            async for pcm in self.tts.stream(deltas):
+                if generation != self._generation:
+                    break
+                if on_first_audio is not None:
+                    on_first_audio()
+                    on_first_audio = None
+                await self.sink.play(pcm, self.rate_hz)
+
+    def stop(self) -> None:
+        """Barge-in: no new chunk is synthesized or played after this returns."""
+        self._generation += 1
+        self.tts.cancel()
+        self.sink.stop()

@@ -1,0 +1,90 @@
+"""VoiceOutput joins TTS and a sink. The real Piper TTS and the real sinks are the speech stream's
+(another branch); here a tone synthesizer and a real-time sink of the same shape stand in, and the
+lead's end-to-end tests join the real ones."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from device.earcons import earcon
+from device.voice_output import VoiceOutput
+
+RATE = 22050
+
+
+class ToneTts:
+    """The TextToSpeech shape: 100 ms of tone per word, one chunk per word; cancel() ends every stream."""
+
+    sample_rate_hz = RATE
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self.cancels = 0
+
+    async def stream(self, deltas):
+        generation = self._generation
+        async for delta in deltas:
+            for _ in delta.split():
+                await asyncio.sleep(0)
+                if generation != self._generation:
+                    return
+                yield (np.sin(np.arange(RATE // 10) * 0.1) * 8000).astype(np.int16)
+
+    def cancel(self) -> None:
+        self._generation += 1
+        self.cancels += 1
+
+
+class RealtimeSink:
+    """play() takes as long as the audio, in 20 ms slices; stop() cuts within one slice."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.rates: set[int] = set()
+        self._generation = 0
+
+    async def play(self, pcm: np.ndarray, rate_hz: int) -> None:
+        self.rates.add(rate_hz)
+        generation, step = self._generation, rate_hz // 50
+        for i in range(0, len(pcm), step):
+            if generation != self._generation:
+                return
+            self.chunks.append(pcm[i:i + step])
+            await asyncio.sleep(step / rate_hz)
+
+    def stop(self) -> None:
+        self._generation += 1
+
+    @property
+    def samples(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+
+async def test_earcon_then_speech_in_order_at_the_voice_rate() -> None:
+    sink = RealtimeSink()
+    out = VoiceOutput(ToneTts(), sink)
+    firsts: list[int] = []
+    await out.earcon("done")
+    await out.speak("two words", on_first_audio=lambda: firsts.append(sink.samples))
+    assert sink.rates == {RATE}
+    assert np.array_equal(np.concatenate(sink.chunks)[: len(earcon("done", RATE))], earcon("done", RATE))
+    assert sink.samples == len(earcon("done", RATE)) + 2 * (RATE // 10)
+    assert firsts == [len(earcon("done", RATE))]  # called once, before the first speech chunk played
+
+
+async def test_stop_cuts_speech_and_everything_queued() -> None:
+    tts, sink = ToneTts(), RealtimeSink()
+    out = VoiceOutput(tts, sink)
+
+    async def deltas():
+        for word in ("one two three four five six seven eight nine ten").split():
+            yield word + " "
+
+    speaking = asyncio.create_task(out.speak(deltas()))
+    queued = asyncio.create_task(out.speak("a timer notice"))  # waits its turn
+    await asyncio.sleep(0.15)
+    out.stop()
+    await asyncio.wait_for(asyncio.gather(speaking, queued), 0.5)
+    assert tts.cancels == 1
+    assert 0 < sink.samples < 4 * (RATE // 10)  # well short of ten words; the queued notice never played
