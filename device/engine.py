@@ -175,6 +175,11 @@ class TurnEngine:
             await asyncio.gather(task, return_exceptions=True)
         self.emit("barge_in", reason=reason, turn_id=turn_id)
 
+    async def settle(self) -> None:
+        """Wait until no turn is running (the end of an input file, shutdown)."""
+        while self._turn_task is not None and not self._turn_task.done():
+            await asyncio.gather(self._turn_task, return_exceptions=True)
+
     async def close(self) -> None:
         self._cancel_window()
         if self._turn_task is not None and not self._turn_task.done():

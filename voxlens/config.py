@@ -93,6 +93,7 @@ class DeviceConfig:
     locale: str = "en-US"
     language: str = "en"
     media_dir: str = ""   # photos/videos placeholders; empty: ~/.local/share/voxlens/media
+    barge_in_on_speech: bool = True  # user speech over an answer stops it (needs echo cancellation on open speakers)
 
 
 @dataclass(frozen=True)

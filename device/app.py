@@ -1,0 +1,96 @@
+"""Assemble the device from its parts and run it on a frame source and an audio sink.
+
+Why here: `voxlens device run`, `voxlens demo`, the end-to-end tests and the
+voice benchmark all run the same device; models load once per process and are
+shared by every run (each run gets its own per-stream state).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import AsyncIterable, Callable
+
+import numpy as np
+
+from device.actions import DeviceActions
+from device.client import AssistantClient
+from device.commands import load_grammar
+from device.engine import State, TurnEngine, TurnRecord
+from device.listener import AudioLoop
+from device.platform import LocalPlatform
+from device.stt import SpeechToText
+from device.tts import TextToSpeech
+from device.vad import Endpointer, SileroVad
+from device.voice_output import Sink, VoiceOutput
+from device.wakeword import WakeWordDetector
+from models.catalog import resolve
+from voxlens.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeviceModels:
+    """The device's models, loaded once. The wake-word detector and VAD keep per-stream state: reset per run."""
+
+    stt: SpeechToText
+    tts: TextToSpeech
+    vad: SileroVad
+    wake: WakeWordDetector
+
+
+def load_models(cfg: Config) -> DeviceModels:
+    return DeviceModels(
+        stt=SpeechToText(cfg.models.stt, cfg.stt),
+        tts=TextToSpeech(cfg.models.tts, cfg.tts),
+        vad=SileroVad(resolve(cfg.models.vad)),
+        wake=WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
+                              cfg.wakeword.refractory_s),
+    )
+
+
+@dataclass
+class DeviceRun:
+    engine: TurnEngine
+    platform: LocalPlatform
+    loop: AudioLoop
+
+    @property
+    def turns(self) -> list[TurnRecord]:
+        return self.engine.turns
+
+
+async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np.ndarray], sink: Sink, *,
+                     emit: Callable[[dict], None] | None = None, linger_s: float = 15.0) -> DeviceRun:
+    """Run the device until the source ends, then let the last turn and pending timers finish (at most linger_s)."""
+    models.wake.reset()
+    models.vad.reset()
+    platform = LocalPlatform(cfg.device.media_dir, on_timer=lambda t: engine.timer_fired(t))
+    client = AssistantClient(cfg.device, status=platform)
+    engine = TurnEngine(cfg.device, grammar=load_grammar(cfg.device.language),
+                        actions=DeviceActions(platform, cfg.device.time_zone),
+                        speaker=VoiceOutput(models.tts, sink), client=client, emit=emit,
+                        barge_in_on_speech=cfg.device.barge_in_on_speech)
+    loop = AudioLoop(engine, wake=models.wake, endpointer=Endpointer(cfg.vad, models.vad), stt=models.stt, emit=emit)
+    async with client:
+        try:
+            await loop.run(source)
+            await _linger(engine, platform, linger_s)
+        finally:
+            await engine.close()
+            platform.close()
+    return DeviceRun(engine, platform, loop)
+
+
+async def _linger(engine: TurnEngine, platform: LocalPlatform, linger_s: float) -> None:
+    """After the input ends: finish the turn being answered and timers still running, within linger_s."""
+    async def settled() -> None:
+        await engine.settle()
+        while platform.timers() or engine.state in (State.THINKING, State.SPEAKING):
+            await asyncio.sleep(0.05)
+            await engine.settle()
+    try:
+        await asyncio.wait_for(settled(), linger_s)
+    except asyncio.TimeoutError:
+        log.warning("input ended; stopped waiting for the last turn or timer after %.0f s", linger_s)

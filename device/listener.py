@@ -1,0 +1,137 @@
+"""The audio loop: microphone frames -> wake word, endpointing and streaming STT -> the turn engine.
+
+Why a loop of its own: every stage runs per 80 ms frame and must keep up with
+real time, while a turn (gateway, TTS) runs concurrently so that the wake word
+and the user's voice can barge in at any moment. The loop never awaits a turn;
+it only hands the engine events and goes on reading frames.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterable, Callable
+
+import numpy as np
+
+from device.audio import SAMPLE_RATE_HZ
+from device.engine import State, TurnEngine
+from device.stt import SpeechToText, StreamingTranscription
+from device.vad import Endpointer, VadEvent
+from device.wakeword import WakeWordDetector
+from voxlens.timing import Clock, monotonic
+
+log = logging.getLogger(__name__)
+
+_HEARING = (State.LISTENING, State.FOLLOW_UP)
+_ANSWERING = (State.THINKING, State.SPEAKING)
+
+
+class AudioLoop:
+    """Feeds frames to the stages and the engine. One instance per audio stream."""
+
+    def __init__(self, engine: TurnEngine, *, wake: WakeWordDetector, endpointer: Endpointer, stt: SpeechToText,
+                 clock: Clock = monotonic, emit: Callable[[dict], None] | None = None) -> None:
+        self.engine, self.wake, self.endpointer, self.stt = engine, wake, endpointer, stt
+        self.clock = clock
+        self._emit = emit or (lambda event: None)
+        self.samples = 0                 # samples received on this stream
+        self._frame_end_s = 0.0          # clock time at which the latest frame's last sample arrived
+        self._ep_base = 0                # stream offset of the endpointer's sample 0
+        self._stream: StreamingTranscription | None = None
+        self._last_partial = ""
+        self._finals: set[asyncio.Task] = set()
+
+    def emit(self, event: str, **fields: object) -> None:
+        self._emit({"event": event, "t_s": round(self.clock(), 4), **fields})
+
+    def _time_of(self, endpointer_sample: int) -> float:
+        """Clock time at which a sample (in endpointer offsets) arrived, assuming the loop keeps up with real time."""
+        behind = self.samples - (self._ep_base + endpointer_sample)
+        return self._frame_end_s - behind / SAMPLE_RATE_HZ
+
+    def _restart_endpointing(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            self._spawn(stream.aclose())
+        self.endpointer.reset()
+        self._ep_base = self.samples
+        self._last_partial = ""
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._finals.add(task)
+        task.add_done_callback(self._finals.discard)
+
+    async def run(self, source: AsyncIterable[np.ndarray]) -> None:
+        try:
+            async for frame in source:
+                await self.feed(frame)
+        finally:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for transcripts still being finalised (end of a file, shutdown)."""
+        if self._stream is not None and self.endpointer.in_speech:
+            for event in self.endpointer.end_now():
+                await self._on_vad(event)
+        while self._finals:
+            await asyncio.gather(*list(self._finals), return_exceptions=True)
+
+    async def feed(self, frame: np.ndarray) -> None:
+        self.samples += len(frame)
+        self._frame_end_s = self.clock()
+        for det in self.wake.process(frame):
+            self.emit("wake", name=det.name, score=round(det.score, 3), at_s=round(self.samples / SAMPLE_RATE_HZ, 3))
+            await self.engine.wake()
+            self._restart_endpointing()
+            return
+        state = self.engine.state
+        if state not in _HEARING and not (state in _ANSWERING and self.engine.barge_in_on_speech):
+            if self.endpointer.in_speech or self._stream is not None:
+                self._restart_endpointing()
+            return
+        events = self.endpointer.process(frame)
+        if self._stream is not None:
+            self._stream.push(frame, self.endpointer.last_prob >= self.endpointer.cfg.threshold)
+        for event in events:
+            await self._on_vad(event)
+        self._check_partial()
+
+    async def _on_vad(self, event: VadEvent) -> None:
+        if event.kind == "speech_start":
+            self.emit("speech_start", at_s=round((self._ep_base + event.sample) / SAMPLE_RATE_HZ, 3))
+            await self.engine.speech_started()
+            if self.engine.state is not State.LISTENING:
+                return  # e.g. speech while idle: nothing to transcribe
+            self._stream = StreamingTranscription(self.stt)
+            if event.audio is not None and len(event.audio):
+                self._stream.push(event.audio, True)
+            return
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        speech_end_s = self._time_of(event.sample)
+        endpoint_s = self.clock()
+        self.emit("speech_end", reason=event.reason, at_s=round((self._ep_base + event.sample) / SAMPLE_RATE_HZ, 3),
+                  endpoint_delay_ms=round((endpoint_s - speech_end_s) * 1000, 1))
+        self._spawn(self._finish(stream, speech_end_s, endpoint_s))
+
+    async def _finish(self, stream: StreamingTranscription, speech_end_s: float, endpoint_s: float) -> None:
+        transcript = await stream.finish()
+        transcript_s = self.clock()
+        text = transcript.text.strip()
+        self.emit("transcript_final", text=text, language=transcript.language, timings_ms=transcript.timings.as_ms())
+        if not text:
+            return
+        self.engine.utterance(text, speech_end_s=speech_end_s, endpoint_s=endpoint_s, transcript_s=transcript_s)
+
+    def _check_partial(self) -> None:
+        if self._stream is None:
+            return
+        partial = self._stream.partial()
+        if partial is None or partial.text == self._last_partial:
+            return
+        self._last_partial = partial.text
+        self.emit("transcript_partial", text=partial.text)
+        if self.engine.partial(partial.text):
+            self.endpointer.hint_complete()
