@@ -75,7 +75,7 @@ class SileroVad:
 class VadEvent:
     kind: Literal["speech_start", "speech_end"]
     sample: int                       # stream offset (16 kHz samples): where speech started / last voiced sample
-    audio: np.ndarray | None = None   # speech_end: the utterance, pre-roll included
+    audio: np.ndarray | None = None   # speech_end: the utterance, pre-roll included; speech_start: the audio so far
     detected_sample: int = 0          # stream offset at which the event was decided (delay = detected - sample)
     reason: str = ""                  # speech_end: "silence" | "max_length" | "end_now"
 
@@ -171,7 +171,8 @@ class Endpointer:
         self._utt = [self._history[self._utt_start - self._history_start :]]
         self._history = np.zeros(0, dtype=np.int16)
         self._run_start = None
-        return VadEvent("speech_start", self._speech_start, detected_sample=self._pos)
+        # The start event carries the audio so far (pre-roll included), so a streaming STT can begin with it.
+        return VadEvent("speech_start", self._speech_start, self._utt[0].copy(), detected_sample=self._pos)
 
     def _end(self, reason: str) -> VadEvent:
         audio = np.concatenate(self._utt) if self._utt else np.zeros(0, dtype=np.int16)
