@@ -19,6 +19,7 @@ import asyncio
 import copy
 import logging
 import math
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ class SpeechToText:
         self.multilingual: bool = self.model.model.is_multilingual
         self._tokenizer_cls = Tokenizer
         self._lock = threading.Lock()
+        self.fallbacks = 0   # short-window decodes redone with the 30 s window
 
     def with_config(self, cfg: SttConfig) -> "SpeechToText":
         """The same loaded model with other settings (benchmarks compare options without loading twice)."""
@@ -147,7 +149,24 @@ class SpeechToText:
         ids = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         if result.no_speech_prob > 0.8 and not ids:
             return "", language, prob
-        return tokenizer.decode(ids), language, prob
+        text = tokenizer.decode(ids)
+        if len(ids) >= max_new - 1 or looks_looped(text):
+            # The short window's failure mode is a decoder loop ("Repeat that. Repeat that. ..."):
+            # decode this one again with Whisper's full 30 s window, like Whisper's own fallback.
+            log.debug("short-window decode looped (%r); falling back to the 30 s window", text)
+            self.fallbacks += 1
+            return self._transcribe_stock(audio, prompt)
+        return text, language, prob
+
+
+_LOOP = re.compile(r"\b(\w+(?:\W+\w+){3,11})\W+\1\b|\b(\w+(?:\W+\w+){1,2})(?:\W+\2\b){2,}|\b(\w+)(?:\W+\3\b){4,}",
+                   re.IGNORECASE)
+
+
+def looks_looped(text: str) -> bool:
+    """A phrase of 4+ words said twice running, of 2-3 words three times, or one word five times:
+    a decoder loop, not speech."""
+    return bool(_LOOP.search(text))
 
 
 class StreamingTranscription:

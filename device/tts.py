@@ -10,6 +10,7 @@ blocks, so it runs in a worker thread while the previous piece plays.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 from dataclasses import dataclass, field
@@ -114,6 +115,13 @@ class TextToSpeech:
         self._syn_config = SynthesisConfig(length_scale=self.cfg.length_scale)
         self._generation = 0
         self.last_timings = Timings()
+
+    def with_config(self, cfg: TtsConfig) -> "TextToSpeech":
+        """The same loaded voice with other settings (benchmarks compare options without loading twice)."""
+        clone = copy.copy(self)
+        clone.cfg = cfg
+        clone._syn_config = type(self._syn_config)(length_scale=cfg.length_scale)
+        return clone
 
     def _check(self, text: str) -> None:
         if len(text) > MAX_TEXT_CHARS:

@@ -99,3 +99,22 @@ def test_bad_inputs_are_named(stt, tmp_path):
         SpeechToText(str(tmp_path))
     with pytest.raises(ValueError, match="too long"):
         stt.transcribe(np.zeros(SAMPLE_RATE_HZ * 121, dtype=np.int16))
+
+
+def test_short_window_loop_falls_back_to_the_full_window(stt, speak_16k):
+    """Very short commands make the short-window decoder loop; the fallback gives the words once."""
+    before = stt.fallbacks
+    assert words(stt.transcribe(speak_16k("Repeat that.")).text) == ["repeat", "that"]
+    assert stt.fallbacks == before + 1
+
+
+@pytest.mark.parametrize("text,looped", [
+    ("Repeat that. Repeat that. Repeat that. Repeat", True),
+    ("What time is it in Tokyo? What time is it in Tokyo?", True),
+    ("no, no, no, no, no", True),
+    ("five five", False), ("no no no", False), ("eight of spades four of clubs seven of hearts", False),
+])
+def test_loop_detector(text, looped):
+    from device.stt import looks_looped
+
+    assert looks_looped(text) is looped
