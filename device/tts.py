@@ -55,11 +55,16 @@ class SentenceChunker:
         if "".join(segments) != self._buffer:  # defensive: never lose text if that ever changes
             return []
         self._buffer = self._buffer[consumed:]
-        if not pieces and self._emitted == 0:
-            clause = self._first_clause(self._buffer)
-            if clause:
-                self._buffer = self._buffer[len(clause):]
-                pieces = [clause.strip()]
+        if self._emitted == 0:
+            if pieces:  # a complete but long first sentence: its first clause goes ahead of the rest
+                clause = self._first_clause(pieces[0] + " ")
+                if clause and clause.strip() != pieces[0]:
+                    pieces[:1] = [clause.strip(), pieces[0][len(clause):].strip()]
+            else:       # an unfinished long first sentence: send its first clause now
+                clause = self._first_clause(self._buffer)
+                if clause:
+                    self._buffer = self._buffer[len(clause):]
+                    pieces = [clause.strip()]
         self._emitted += len(pieces)
         return pieces
 
@@ -79,10 +84,15 @@ class SentenceChunker:
 
     def flush(self) -> list[str]:
         rest, self._buffer = self._buffer.strip(), ""
-        if rest:
-            self._emitted += 1
-            return [rest]
-        return []
+        if not rest:
+            return []
+        pieces = [rest]
+        if self._emitted == 0:
+            clause = self._first_clause(rest + " ")
+            if clause and clause.strip() != rest:
+                pieces = [clause.strip(), rest[len(clause):].strip()]
+        self._emitted += len(pieces)
+        return pieces
 
 
 @dataclass

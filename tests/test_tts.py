@@ -34,6 +34,8 @@ def test_chunker_sends_the_first_clause_of_a_long_sentence_early():
     pieces += chunker.flush()
     assert pieces[0] == "The forecast for Paris tomorrow is mostly sunny,"
     assert " ".join(pieces) == text
+    whole = SentenceChunker(first_clause_min_words=4, first_clause_max_words=12)
+    assert whole.push(text)[0] == "The forecast for Paris tomorrow is mostly sunny,"   # all at once: same cut
     short = SentenceChunker()
     assert short.push("Yes, it is. ") == [] and short.push("Ok") == ["Yes, it is."]   # short sentences stay whole
 
