@@ -20,3 +20,44 @@ def shared_eval() -> Path:
     path = SHARED / "eval"
     assert path.is_dir(), f"{path} is missing: the eval recordings live in ../shared/eval beside the checkout"
     return path
+
+
+# ---------------------------------------------------------------- speech models (one load per session)
+
+@pytest.fixture(scope="session")
+def tts():
+    """The default Piper voice (22,050 Hz)."""
+    from device.tts import TextToSpeech
+
+    return TextToSpeech()
+
+
+@pytest.fixture(scope="session")
+def stt():
+    """Whisper tiny.en, int8 on CPU."""
+    from device.stt import SpeechToText
+
+    return SpeechToText()
+
+
+@pytest.fixture(scope="session")
+def silero():
+    """The Silero VAD model; call .reset() before use (it carries state)."""
+    from device.vad import SileroVad
+
+    return SileroVad()
+
+
+@pytest.fixture(scope="session")
+def speak_16k(tts):
+    """text -> 16 kHz int16 speech, cached per session, for building test WAVs from Piper output."""
+    from device.audio import SAMPLE_RATE_HZ, resample
+
+    cache: dict[str, "object"] = {}
+
+    def speak(text: str):
+        if text not in cache:
+            cache[text] = resample(tts.synthesize(text), tts.sample_rate_hz, SAMPLE_RATE_HZ)
+        return cache[text]
+
+    return speak

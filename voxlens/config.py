@@ -60,6 +60,8 @@ class SttConfig:
     language: str = ""        # empty: the model's own (en for .en models, else detected)
     partial_interval_ms: int = 480
     cpu_threads: int = 0      # 0: let CTranslate2 choose
+    encoder_window_s: float = 10.0  # encode audio + 2 s, at least this long (Whisper pads to 30 s); 0: stock 30 s
+    initial_prompt: str = ""  # vocabulary bias; off by default (see `voxlens bench speech`)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,187 @@
+"""`voxlens transcribe`, `voxlens say`, `voxlens listen`: the speech stages from the command line.
+
+Heavy imports (models, onnxruntime) happen inside the handlers so `voxlens --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import AsyncIterable, AsyncIterator
+
+import numpy as np
+
+from voxlens import config as config_mod
+from voxlens.timing import Timings, monotonic
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("transcribe", help="speech to text for WAV files")
+    p.add_argument("files", nargs="+", metavar="F.wav")
+    p.add_argument("--model", help="catalog name or CTranslate2 folder (default: [models] stt)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.set_defaults(func=run_transcribe)
+
+    p = subparsers.add_parser("say", help="text to speech: play it, or write a WAV")
+    p.add_argument("text", help="what to say ('-' reads standard input)")
+    p.add_argument("-o", "--output", metavar="F.wav", help="write a WAV instead of playing")
+    p.add_argument("--voice", help="catalog name or path to a Piper .onnx (default: [models] tts)")
+    p.add_argument("--json", action="store_true", help="print timings as JSON")
+    p.set_defaults(func=run_say)
+
+    p = subparsers.add_parser("listen", help="endpointing + a transcript of each utterance")
+    p.add_argument("--input", required=True, metavar="F.wav", help="WAV file to listen to")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace the file like a microphone and transcribe while each utterance is spoken")
+    p.add_argument("--json", action="store_true", help="one JSON object per utterance")
+    p.set_defaults(func=run_listen)
+
+
+def _fail(message: str) -> int:
+    print(f"voxlens: {message}", file=sys.stderr)
+    return 1
+
+
+def run_transcribe(args: argparse.Namespace) -> int:
+    from device.audio import AudioFormatError, read_wav
+    from device.stt import SpeechToText
+    from models.catalog import ModelError
+
+    cfg = config_mod.load(args.config)
+    try:
+        stt = SpeechToText(args.model or cfg.models.stt, cfg.stt)
+    except ModelError as exc:
+        return _fail(str(exc))
+    failed = 0
+    for path in args.files:
+        timings = Timings()
+        try:
+            with timings.measure("audio.read"):
+                audio = read_wav(path)
+            t = stt.transcribe(audio)
+        except (AudioFormatError, ValueError) as exc:
+            failed += 1
+            print(f"voxlens transcribe: {exc}", file=sys.stderr)
+            continue
+        timings.records.extend(t.timings.records)
+        if args.json:
+            row = {"file": str(path), **t.to_dict(), "timings": timings.as_ms()}
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{path}\t{t.text}", flush=True)
+    return 1 if failed else 0
+
+
+async def _words(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+def run_say(args: argparse.Namespace) -> int:
+    from device.audio import AudioDeviceError, SpeakerSink, WavSink
+    from device.tts import TextToSpeech
+    from models.catalog import ModelError
+
+    cfg = config_mod.load(args.config)
+    text = sys.stdin.read() if args.text == "-" else args.text
+    if not text.strip():
+        return _fail("say: nothing to say (empty text)")
+    try:
+        tts = TextToSpeech(args.voice or cfg.models.tts, cfg.tts)
+    except ModelError as exc:
+        return _fail(str(exc))
+    sink = WavSink(args.output) if args.output else SpeakerSink(cfg.audio.output_device or None)
+
+    async def speak() -> None:
+        async for chunk in tts.stream_chunks(_words(text)):
+            await sink.play(chunk.audio, chunk.rate_hz)
+
+    try:
+        asyncio.run(speak())
+    except (ValueError, AudioDeviceError) as exc:
+        return _fail(f"say: {exc}")
+    finally:
+        sink.close()
+    if args.json:
+        print(json.dumps({"output": args.output, "samples": sink.samples_written, "rate_hz": tts.sample_rate_hz,
+                          "timings": tts.last_timings.as_ms()}))
+    return 0
+
+
+@dataclass
+class Utterance:
+    start_s: float
+    end_s: float
+    text: str
+    reason: str
+    timings: Timings = field(default_factory=Timings)
+
+    def to_dict(self) -> dict:
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "text": self.text,
+                "end_reason": self.reason, "timings": self.timings.as_ms()}
+
+
+async def transcribe_utterances(frames: AsyncIterable[np.ndarray], endpointer, stt, *,
+                                streaming: bool) -> AsyncIterator[Utterance]:
+    """Endpointing + STT over a frame source. streaming=True transcribes while each utterance is spoken
+    (the way the device does with a microphone); otherwise each utterance is transcribed once it ends."""
+    from device.audio import SAMPLE_RATE_HZ
+    from device.stt import StreamingTranscription
+
+    stream: StreamingTranscription | None = None
+    start_sample = 0
+    threshold = endpointer.cfg.threshold
+    async for frame in frames:
+        events = endpointer.process(frame)
+        if stream is not None and endpointer.in_speech:
+            stream.push(frame, is_speech=endpointer.last_prob >= threshold)
+        for ev in events:
+            if ev.kind == "speech_start":
+                start_sample = ev.sample
+                if streaming:
+                    stream = StreamingTranscription(stt)
+                    stream.push(ev.audio, is_speech=True)
+            elif ev.kind == "speech_end":
+                decided = monotonic()
+                if stream is not None:
+                    t = await stream.finish()
+                    stream = None
+                else:
+                    t = await asyncio.to_thread(stt.transcribe, ev.audio)
+                timings = Timings()
+                timings.records.extend(t.timings.records)
+                timings.add("listen.end_to_text", decided)
+                yield Utterance(start_sample / SAMPLE_RATE_HZ, ev.sample / SAMPLE_RATE_HZ, t.text, ev.reason, timings)
+    if stream is not None:
+        await stream.aclose()
+
+
+def run_listen(args: argparse.Namespace) -> int:
+    from device.audio import AudioFormatError, WavSource
+    from device.stt import SpeechToText
+    from device.vad import Endpointer, SileroVad
+    from models.catalog import ModelError
+
+    cfg = config_mod.load(args.config)
+    try:
+        source = WavSource(args.input, realtime=args.realtime)
+        stt = SpeechToText(cfg.models.stt, cfg.stt)
+        endpointer = Endpointer(cfg.vad, SileroVad())
+    except (AudioFormatError, ModelError) as exc:
+        return _fail(str(exc))
+
+    async def main() -> int:
+        n = 0
+        async for u in transcribe_utterances(source, endpointer, stt, streaming=args.realtime):
+            n += 1
+            if args.json:
+                print(json.dumps(u.to_dict()), flush=True)
+            else:
+                print(f"{u.start_s:7.2f} {u.end_s:7.2f}  {u.text}", flush=True)
+        return n
+
+    count = asyncio.run(main())
+    if not count and not args.json:
+        print(f"no speech found in {args.input}", file=sys.stderr)
+    return 0

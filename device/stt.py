@@ -1,0 +1,278 @@
+"""Speech to text: faster-whisper (CTranslate2, int8 on CPU), transcribing while the user speaks.
+
+Why not plain `WhisperModel.transcribe`: it pads every utterance to 30 s, so one
+tiny.en pass costs ~0.28 s here whatever the length. Whisper's encoder accepts a
+shorter window; for device utterances (a few seconds) we encode a window of
+`encoder_window_s` (audio + margin, at least 10 s), which costs a third and gives the
+same words on the eval set (see `voxlens bench speech`). Below that the decoder
+starts to loop, so the window never gets shorter than the floor and the token
+budget is tied to the audio length. Longer audio goes through the stock path.
+
+While the user speaks, `StreamingTranscription` re-transcribes the growing buffer
+in a background thread, and once more as soon as a silent frame follows speech.
+By the time the endpointer's silence window has elapsed, the last partial usually
+already covers all the speech, so `finish()` returns it without another pass.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.audio import SAMPLE_RATE_HZ
+from voxlens.config import SttConfig
+from voxlens.timing import Timings, monotonic
+
+log = logging.getLogger(__name__)
+
+MAX_AUDIO_S = 120.0
+STOCK_WINDOW_S = 30.0
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str
+    timings: Timings = field(default_factory=Timings)
+    partial: bool = False
+    audio_s: float = 0.0
+    language_prob: float = 1.0
+    reused_partial: bool = False   # final taken from the last background pass (audio after it was silence)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "language": self.language, "language_prob": round(self.language_prob, 3),
+                "audio_s": round(self.audio_s, 3), "partial": self.partial, "reused_partial": self.reused_partial,
+                "timings": self.timings.as_ms()}
+
+
+def _as_float(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.dtype == np.int16:
+        return audio.astype(np.float32) / 32768.0
+    return audio.astype(np.float32, copy=False)
+
+
+class SpeechToText:
+    """A loaded Whisper model. `transcribe()` is thread-safe (one pass at a time) and blocking."""
+
+    def __init__(self, model: str = "whisper-tiny.en", cfg: SttConfig | None = None) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+        from models.catalog import ModelError, resolve
+
+        self.cfg = cfg or SttConfig()
+        path = Path(model) if ("/" in model or Path(model).is_dir()) else Path(resolve(model))
+        if not (path / "model.bin").is_file():
+            raise ModelError(f"Whisper model folder {path} has no model.bin; fix: voxlens models verify {model}")
+        try:
+            self.model = WhisperModel(str(path), device="cpu", compute_type=self.cfg.compute_type,
+                                      cpu_threads=self.cfg.cpu_threads)
+        except Exception as exc:
+            raise ModelError(f"Whisper model {path} cannot be loaded ({exc}); fix: voxlens models verify {model}") from None
+        self.name = model
+        self.multilingual: bool = self.model.model.is_multilingual
+        self._tokenizer_cls = Tokenizer
+        self._lock = threading.Lock()
+        self.fallbacks = 0   # short-window decodes redone with the 30 s window
+
+    def with_config(self, cfg: SttConfig) -> "SpeechToText":
+        """The same loaded model with other settings (benchmarks compare options without loading twice)."""
+        clone = copy.copy(self)
+        clone.cfg = cfg
+        return clone
+
+    def _tokenizer(self, language: str):
+        return self._tokenizer_cls(self.model.hf_tokenizer, self.multilingual, task="transcribe",
+                                   language=language if self.multilingual else "en")
+
+    def window_s(self, audio_s: float) -> float:
+        """Encoder window for this much audio: audio + 2 s, at least cfg.encoder_window_s, at most 30 s."""
+        if self.cfg.encoder_window_s <= 0:
+            return STOCK_WINDOW_S
+        return min(STOCK_WINDOW_S, max(self.cfg.encoder_window_s, math.ceil(audio_s + 2.0)))
+
+    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
+        """16 kHz mono audio (int16 or float) -> text. `prompt` (or cfg.initial_prompt) biases the vocabulary."""
+        audio = _as_float(audio)
+        audio_s = len(audio) / SAMPLE_RATE_HZ
+        if audio_s > MAX_AUDIO_S:
+            raise ValueError(f"audio of {audio_s:.0f} s is too long to transcribe at once (limit {MAX_AUDIO_S:.0f} s); "
+                             "split it, e.g. with `voxlens listen`")
+        prompt = prompt if prompt is not None else (self.cfg.initial_prompt or None)
+        timings = Timings()
+        with self._lock, timings.measure("stt.transcribe"):
+            if audio_s + 2.0 > STOCK_WINDOW_S or self.cfg.encoder_window_s <= 0:
+                text, language, prob = self._transcribe_stock(audio, prompt)
+            else:
+                text, language, prob = self._transcribe_window(audio, audio_s, prompt)
+        return Transcript(text.strip(), language, timings, audio_s=audio_s, language_prob=prob)
+
+    def _transcribe_stock(self, audio: np.ndarray, prompt: str | None) -> tuple[str, str, float]:
+        segments, info = self.model.transcribe(
+            audio, language=self.cfg.language or None if self.multilingual else "en",
+            beam_size=self.cfg.beam_size, without_timestamps=True, vad_filter=False,
+            condition_on_previous_text=False, initial_prompt=prompt)
+        text = "".join(s.text for s in segments)
+        return text, info.language, info.language_probability
+
+    def _transcribe_window(self, audio: np.ndarray, audio_s: float, prompt: str | None) -> tuple[str, str, float]:
+        fe = self.model.feature_extractor
+        frames = int(self.window_s(audio_s) * SAMPLE_RATE_HZ) // fe.hop_length
+        features = fe(audio)[:, :frames]
+        if features.shape[1] < frames:
+            # Zero-padded features, exactly as faster-whisper's own pad_or_trim does up to 30 s.
+            features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
+        encoder_output = self.model.encode(np.ascontiguousarray(features))
+        language, prob = "en", 1.0
+        if self.multilingual:
+            if self.cfg.language:
+                language = self.cfg.language
+            else:
+                token, prob = self.model.model.detect_language(encoder_output)[0][0]
+                language = token[2:-2]
+        tokenizer = self._tokenizer(language)
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        tokens = self.model.get_prompt(tokenizer, previous, without_timestamps=True)
+        # A token budget tied to the audio stops the rare loop on short windows (~3 tokens/s of speech).
+        max_new = int(12 + 8 * audio_s)
+        result = self.model.model.generate(
+            encoder_output, [tokens], beam_size=self.cfg.beam_size, max_length=min(448, len(tokens) + max_new),
+            suppress_blank=True, suppress_tokens=[-1], return_scores=False, return_no_speech_prob=True,
+        )[0]
+        ids = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        if result.no_speech_prob > 0.8 and not ids:
+            return "", language, prob
+        text = tokenizer.decode(ids)
+        if len(ids) >= max_new - 1 or looks_looped(text):
+            # The short window's failure mode is a decoder loop ("Repeat that. Repeat that. ..."):
+            # decode this one again with Whisper's full 30 s window, like Whisper's own fallback.
+            log.debug("short-window decode looped (%r); falling back to the 30 s window", text)
+            self.fallbacks += 1
+            return self._transcribe_stock(audio, prompt)
+        return text, language, prob
+
+
+_LOOP = re.compile(r"\b(\w+(?:\W+\w+){3,11})\W+\1\b|\b(\w+(?:\W+\w+){1,2})(?:\W+\2\b){2,}|\b(\w+)(?:\W+\3\b){4,}",
+                   re.IGNORECASE)
+
+
+def looks_looped(text: str) -> bool:
+    """A phrase of 4+ words said twice running, of 2-3 words three times, or one word five times:
+    a decoder loop, not speech."""
+    return bool(_LOOP.search(text))
+
+
+class StreamingTranscription:
+    """Transcribe while the user speaks: push frames, read partials, `await finish()` for the final.
+
+    `push(frame, is_speech)`: is_speech is the VAD's verdict for that frame; a silent frame after
+    speech triggers a pass at once, so the partial covers all the speech before the endpointer
+    has even decided the utterance is over.
+    """
+
+    def __init__(self, stt: SpeechToText, *, interval_ms: int | None = None, prompt: str | None = None,
+                 background: bool = True) -> None:
+        self.stt = stt
+        self.interval_samples = int((interval_ms or stt.cfg.partial_interval_ms) * SAMPLE_RATE_HZ / 1000)
+        self.prompt = prompt
+        self.background = background
+        self.passes = 0
+        self._chunks: list[np.ndarray] = []
+        self._samples = 0
+        self._voiced_end = 0          # samples up to the last frame pushed as speech
+        self._pause = False           # silence just followed speech: transcribe now
+        self._started_at = 0          # samples covered by the pass in flight / last started
+        self._latest: Transcript | None = None
+        self._latest_samples = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def push(self, frame: np.ndarray, is_speech: bool = True) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("push() after finish(): start a new StreamingTranscription per utterance")
+            was_speech = self._voiced_end == self._samples and self._samples > 0
+            self._chunks.append(np.asarray(frame, dtype=np.int16))
+            self._samples += len(frame)
+            if is_speech:
+                self._voiced_end = self._samples
+            elif was_speech:
+                self._pause = True
+            self._cond.notify()
+        if self.background and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="stt-partials", daemon=True)
+            self._thread.start()
+
+    def partial(self) -> Transcript | None:
+        return self._latest
+
+    def _audio(self) -> np.ndarray:
+        with self._cond:
+            if len(self._chunks) > 1:
+                self._chunks = [np.concatenate(self._chunks)]
+            return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not (
+                    self._samples - self._started_at >= self.interval_samples
+                    or (self._pause and self._samples > self._started_at)
+                ):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._pause = False
+                self._started_at = self._samples
+            audio = self._audio()[: self._started_at]
+            try:
+                t = self.stt.transcribe(audio, prompt=self.prompt)
+            except BaseException as exc:  # surfaced by finish()
+                self._error = exc
+                return
+            t.partial = True
+            self.passes += 1
+            self._latest, self._latest_samples = t, len(audio)
+
+    async def finish(self) -> Transcript:
+        """The final transcript: the last partial if it already covers all the speech, else one more pass."""
+        start = monotonic()
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise self._error
+        latest = self._latest
+        if latest is not None and self._latest_samples >= self._voiced_end:
+            final = Transcript(latest.text, latest.language, Timings(), False, latest.audio_s,
+                               latest.language_prob, reused_partial=True)
+            final.timings.records.extend(latest.timings.records)
+        else:
+            final = await asyncio.to_thread(self.stt.transcribe, self._audio(), prompt=self.prompt)
+            self.passes += 1
+        final.timings.add("stt.final", start)
+        return final
+
+    async def aclose(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    async def __aenter__(self) -> "StreamingTranscription":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
