@@ -6,8 +6,8 @@ in RouteDecision. Order matters and is the policy:
 
 1. private_topic       configured private keywords never leave the small tier
 2. explicit_preference the user asked for a tier ("ask the big model ...")
-3. big_unavailable     no big tier, or its circuit breaker is open
-4. intent_tool         a typed intent: the tool answers, the small model only phrases it
+3. intent_tool         a typed intent: the tool answers, the small model only phrases it
+4. big_unavailable     no big tier, or its circuit breaker is open
 5. tools_needed        free text that needs a tool the small tier cannot call natively, big can
 6. latency_budget      a complex query whose budget the big tier cannot meet stays small
 7. complex_query       long, explanatory or multi-step questions go big
@@ -97,8 +97,8 @@ def _default(inp: RouteInput, cfg) -> str | None:
 RULES: list[Rule] = [
     ("private_topic", _private),
     ("explicit_preference", _explicit),
-    ("big_unavailable", _big_unavailable),
     ("intent_tool", _intent),
+    ("big_unavailable", _big_unavailable),
     ("tools_needed", _tools_needed),
     ("latency_budget", _latency),
     ("complex_query", _complex),

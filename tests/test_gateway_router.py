@@ -29,7 +29,7 @@ class Clock:
 
 
 def test_rule_table_order_is_the_documented_policy():
-    assert [name for name, _ in RULES] == ["private_topic", "explicit_preference", "big_unavailable", "intent_tool",
+    assert [name for name, _ in RULES] == ["private_topic", "explicit_preference", "intent_tool", "big_unavailable",
                                            "tools_needed", "latency_budget", "complex_query", "simple_query"]
 
 
