@@ -60,4 +60,4 @@ def big_server(small_gguf):
     server = LlamaServer(small_gguf)
     server.start()
     yield server
-    server.stop()
+    server.close()

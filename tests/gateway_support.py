@@ -120,22 +120,30 @@ class LlamaServer:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     alias: str = "big-test"
+    log_path: Path | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout_s: float = 90.0) -> None:
+        import tempfile
+
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
+        log = open(self.log_path, "ab")  # a file, not a pipe: llama.cpp logs ~170 kB while loading
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
              "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
         deadline = time.monotonic() + timeout_s
         import httpx
 
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {self.proc.stderr.read().decode()[-2000:]}")
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"llama_cpp.server exited (log {self.log_path}): {tail}")
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
                     return
@@ -149,6 +157,11 @@ class LlamaServer:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
 
 
 def query(turn_id: str, text: str = "", *, intent: str = "", slots: dict[str, str] | None = None,
