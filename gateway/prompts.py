@@ -9,8 +9,8 @@ from gateway.tools.base import ToolResult
 
 SYSTEM = ("You are VoxLens, a voice assistant. Answer in one or two short spoken sentences. "
           "No lists, no markdown, no code.")
-TOOLS_IN_TEXT = (' If live data is needed, reply with only JSON like {"name": "weather", "arguments": {"city": "Paris"}}. '
-                 "Tools: weather(city, day: now|today|tomorrow), time(city), calculator(expression).")
+TOOLS_IN_TEXT = (" Only if the question needs live weather or the time in a city, reply with nothing but JSON: "
+                 '{"name": TOOL, "arguments": {...}} where TOOL is weather(city, day: now|today|tomorrow) or time(city).')
 TOOL_CUES = re.compile(r"\b(weather|forecast|temperature|rain|snow|time|date|convert|calculate|plus|minus|times|"
                        r"divided|percent|km|miles|search)\b", re.I)
 MAX_DATA_CHARS = 1200

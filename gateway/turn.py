@@ -19,6 +19,7 @@ from gateway.memory import ConversationMemory
 from gateway.metrics import GatewayMetrics
 from gateway.router import BIG, SMALL, RouteInput, route
 from gateway.tools.base import ToolError, ToolResult
+from gateway.tools.calculator import calculate
 from gateway.tools.parse import looks_like_tool_call, parse_tool_call
 from gateway.tools.registry import STATUS, Toolbox
 from gateway.tools.weather import Place
@@ -28,6 +29,7 @@ from voxlens.timing import Timings
 log = logging.getLogger(__name__)
 Emit = Callable[[pb.GatewayMessage], Awaitable[None]]
 INTENT_TOOLS = {"weather": "weather", "time_in_city": "time"}
+PHRASED_TOOLS = {"weather", "time"}  # a calculator result reads best as the template says it
 PHRASE_MAX_TOKENS = 48
 SPOKEN_NO_MODEL = "I can't reach a language model right now. Please try again soon."
 
@@ -79,11 +81,27 @@ class TurnRunner:
     def _big_available(self) -> bool:
         return self.backends.get(BIG) is not None and self.breaker.available()
 
-    def choose(self, query: pb.Query) -> tuple[str, str]:
+    @staticmethod
+    def direct_tool(query: pb.Query) -> tuple[str, dict[str, str]] | None:
+        """The tool a turn calls without asking a model: a typed intent, or plain arithmetic / a unit conversion.
+
+        Why arithmetic here: a calculation is unambiguous and a small model is unreliable at both arithmetic
+        and choosing tools, so "what is 12 times 7" never reaches a model."""
+        if query.HasField("intent") and query.intent.name in INTENT_TOOLS:
+            return INTENT_TOOLS[query.intent.name], msg.slot_text(query.intent)
+        if not query.HasField("intent") and any(ch.isdigit() for ch in query.text):
+            try:
+                calculate(query.text)
+            except ToolError:
+                return None
+            return "calculator", {"expression": query.text}
+        return None
+
+    def choose(self, query: pb.Query, direct: tuple[str, dict[str, str]] | None = None) -> tuple[str, str]:
         small, big = self.backends.get(SMALL), self.backends.get(BIG)
         inp = RouteInput(
             text=query.text, preference=msg.PREFERENCES.get(query.context.route_preference, "auto"),
-            intent=query.intent.name if query.HasField("intent") else "",
+            intent=direct[0] if direct else (query.intent.name if query.HasField("intent") else ""),
             big_available=self._big_available(),
             small_caps=small.capabilities if small else Capabilities(streaming=False),
             big_caps=big.capabilities if big else None,
@@ -100,11 +118,12 @@ class TurnRunner:
         """Run the turn and send its TurnEnd. Cancellation and deadlines are the caller's (it sends their TurnEnd)."""
         query, emit = ctx.query, ctx.emit
         with ctx.timings.measure("route"):
-            tier, reason = self.choose(query)
+            direct = self.direct_tool(query)
+            tier, reason = self.choose(query, direct)
         self.metrics.route_ms.observe(ctx.timings.get("route").duration_ms)
         self.metrics.routes.labels(tier, reason).inc()
-        if query.HasField("intent") and query.intent.name in INTENT_TOOLS:
-            finish = await self._intent_turn(ctx, tier, reason)
+        if direct is not None:
+            finish = await self._intent_turn(ctx, tier, reason, *direct)
         else:
             finish = await self._free_turn(ctx, tier, reason)
         ctx.timings.add("total", ctx.start_s)
@@ -138,14 +157,12 @@ class TurnRunner:
         await ctx.emit(msg.tool(ctx.turn_id, name, "finished"))
         return result
 
-    async def _intent_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
+    async def _intent_turn(self, ctx: TurnContext, tier: str, reason: str, tool: str, slots: dict[str, str]) -> str:
         query = ctx.query
-        tool = INTENT_TOOLS[query.intent.name]
-        slots = msg.slot_text(query.intent)
         remembered = self.memory.slots(query.conversation_id, tool)
         if not slots.get("city") and remembered.get("city"):  # "and tomorrow?" keeps the last city
             slots["city"] = remembered["city"]
-        backend = self.backends.get(tier)
+        backend = self.backends.get(tier) if tool in PHRASED_TOOLS else None
         await ctx.emit(msg.route(ctx.turn_id, tier if backend else "none", backend.model if backend else "template", reason))
         try:
             result = await self._run_tool(ctx, tool, slots)
@@ -155,7 +172,7 @@ class TurnRunner:
                 self.memory.remember(query.conversation_id, query.text, exc.spoken)
                 return "stop"
             return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
-        text = await self._phrase(ctx, tier, result)
+        text = await self._phrase(ctx, tier, result) if backend else result.summary
         await ctx.emit(msg.delta(ctx.turn_id, text))
         self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots)
         return "stop"

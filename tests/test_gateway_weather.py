@@ -77,3 +77,10 @@ async def test_time_in_city_intent(gateway):
 
     hour = datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%H")
     assert hour in turn.text and turn.end.finish_reason == pb.TurnEnd.FINISH_REASON_STOP
+
+
+async def test_arithmetic_is_answered_by_the_calculator_without_a_model(gateway):
+    turn = await one_turn(gateway.port, query("calc", "What is 12 times 7?"))
+    assert (turn.routes[0].tier, turn.routes[0].reason) == (pb.TIER_NONE, "intent_tool")
+    assert [t.tool for t in turn.of("tool")] == ["calculator", "calculator"]
+    assert "84" in turn.text and turn.end.tokens_out == 0
