@@ -7,19 +7,16 @@ because the real service is unreachable from the test machine.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import grpc
 
 from protos import assistant_pb2 as pb
+from bench.llama_server import LlamaServer, free_port  # noqa: F401 - re-exported for the fixtures
 from protos import assistant_pb2_grpc as pb_grpc
 
 PLACES = {  # name -> (latitude, longitude, country, timezone)
@@ -29,12 +26,6 @@ PLACES = {  # name -> (latitude, longitude, country, timezone)
     "reykjavik": (64.13548, -21.89541, "Iceland", "Atlantic/Reykjavik"),
 }
 CURRENT_C = {48.85341: 21.3, 64.13548: -3.6}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _OpenMeteoHandler(BaseHTTPRequestHandler):
@@ -110,58 +101,6 @@ def start_open_meteo() -> OpenMeteoStandIn:
     server.requests = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return OpenMeteoStandIn(server, f"http://127.0.0.1:{server.server_address[1]}")
-
-
-@dataclass
-class LlamaServer:
-    """`python -m llama_cpp.server` on loopback: the big tier in tests, killed and restarted to drive the breaker."""
-
-    gguf: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-    alias: str = "big-test"
-    log_path: Path | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self, timeout_s: float = 90.0) -> None:
-        import tempfile
-
-        if self.log_path is None:
-            self.log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
-        log = open(self.log_path, "ab")  # a file, not a pipe: llama.cpp logs ~170 kB while loading
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
-             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", "1"],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        import httpx
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"llama_cpp.server exited (log {self.log_path}): {tail}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama_cpp.server did not answer on {self.base_url} within {timeout_s} s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
 
 
 def query(turn_id: str, text: str = "", *, intent: str = "", slots: dict[str, str] | None = None,

@@ -18,6 +18,7 @@ from voxlens.config import ConfigError
 COMMAND_MODULES = [
     "voxlens.cli_models",
     "gateway.cli",
+    "bench.cli",
 ]
 
 

@@ -1,0 +1,33 @@
+"""`voxlens bench NAME`: benchmarks that print a table and write JSON under bench/out/.
+
+To add one, add a line to BENCHMARKS: name -> ("module:function", help). The function
+takes the parsed arguments and returns an exit code; it imports what it needs itself.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "gateway": ("bench.gateway:run", "time to first token per tier; gateway overhead at 1/100/1000 concurrent streams"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="run a benchmark: a table on screen, JSON under bench/out/")
+    sub = p.add_subparsers(dest="bench_name", metavar="NAME", required=True)
+    for name, (target, helptext) in BENCHMARKS.items():
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("--out", default=str(OUT_DIR / f"{name}.json"), help="where the JSON goes")
+        sp.add_argument("--quick", action="store_true", help="a smaller run (a few clips) to check it works")
+        sp.set_defaults(func=_runner(target))
+
+
+def _runner(target: str):
+    def run(args: argparse.Namespace) -> int:
+        module, _, function = target.partition(":")
+        return int(getattr(importlib.import_module(module), function)(args) or 0)
+    return run
