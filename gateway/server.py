@@ -178,6 +178,7 @@ def _backend(cfg, name: str) -> Backend | None:
 async def start_gateway(cfg, tools, router, *, port: int | None = None,
                         backends: dict[str, Backend | None] | None = None) -> Gateway:
     """Start serving (GatewayConfig, ToolsConfig, RouterConfig). `backends` replaces the configured tiers (tests, bench)."""
+    creds = server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)  # fail on bad paths before starting
     given = backends is not None
     if backends is None:
         backends = {SMALL: _backend(cfg.small, SMALL), BIG: _backend(cfg.big, BIG)}
@@ -201,7 +202,6 @@ async def start_gateway(cfg, tools, router, *, port: int | None = None,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"{cfg.host}:{cfg.port if port is None else port}"
-    creds = server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
     bound = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     if not bound:
         raise OSError(f"cannot listen on {address}; is another gateway running there? choose --port")

@@ -84,3 +84,28 @@ async def test_arithmetic_is_answered_by_the_calculator_without_a_model(gateway)
     assert (turn.routes[0].tier, turn.routes[0].reason) == (pb.TIER_NONE, "intent_tool")
     assert [t.tool for t in turn.of("tool")] == ["calculator", "calculator"]
     assert "84" in turn.text and turn.end.tokens_out == 0
+
+
+async def test_turn_deadline_and_metrics(small_backend, open_meteo):
+    import httpx
+
+    from tests.gateway_support import free_port
+
+    c = Config()
+    metrics_port = free_port()
+    cfg = replace(c.gateway, turn_deadline_s=0.3, metrics_port=metrics_port)
+    tools = replace(c.tools, geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url, timeout_s=5)
+    gw = await start_gateway(cfg, tools, c.router, port=0, backends={"small": small_backend, "big": None})
+    try:
+        slow = await one_turn(gw.port, query("slow", "weather in Slowtown", intent="weather", slots={"city": "Slowtown"}))
+        (err,) = slow.errors
+        assert err.code == "DEADLINE_EXCEEDED" and "turn_deadline_s" in err.message and err.spoken
+        assert slow.end.finish_reason == pb.TurnEnd.FINISH_REASON_ERROR
+        await one_turn(gw.port, query("m1", "What is 6 times 7?"))
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'voxlens_routes_total{reason="intent_tool",tier="small"} 2.0' in text
+        assert 'voxlens_errors_total{code="DEADLINE_EXCEEDED"} 1.0' in text
+        assert 'voxlens_tool_calls_total{outcome="ok",tool="calculator"} 1.0' in text
+        assert "Slowtown" not in text
+    finally:
+        await gw.stop(0.5)
