@@ -61,3 +61,42 @@ def speak_16k(tts):
         return cache[text]
 
     return speak
+# ---------------------------------------------------------------- gateway (issue 4)
+@pytest.fixture(scope="session")
+def small_gguf() -> Path:
+    from models.catalog import resolve
+
+    return Path(resolve("qwen2.5-coder-0.5b-q4km"))
+
+
+@pytest.fixture(scope="session")
+async def small_backend(small_gguf):
+    """The in-process small tier, loaded once per session; answers kept short so the suite stays fast."""
+    from gateway.backends.llama_cpp_backend import LlamaCppBackend
+    from voxlens.config import BackendConfig
+
+    backend = LlamaCppBackend(BackendConfig(model=str(small_gguf), max_tokens=24, temperature=0.0, context_tokens=1024))
+    await backend.load()
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture(scope="session")
+def open_meteo():
+    """A local HTTP server speaking Open-Meteo's geocoding and forecast JSON."""
+    from tests.gateway_support import start_open_meteo
+
+    stand_in = start_open_meteo()
+    yield stand_in
+    stand_in.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def big_server(small_gguf):
+    """A real `python -m llama_cpp.server` on loopback: the big tier, reached over the OpenAI API."""
+    from tests.gateway_support import LlamaServer
+
+    server = LlamaServer(small_gguf)
+    server.start()
+    yield server
+    server.close()

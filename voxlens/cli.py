@@ -18,6 +18,8 @@ from voxlens.config import ConfigError
 COMMAND_MODULES = [
     "voxlens.cli_models",
     "device.cli_speech",
+    "gateway.cli",
+    "device.cli_device",
     "bench.cli",
 ]
 

@@ -1,0 +1,212 @@
+"""`voxlens bench gateway`: time to first token per tier, and the gateway's own overhead under load.
+
+Overhead: the gateway runs in its own process with a backend that streams at
+once, so the time from sending a Query to receiving its first TextDelta is all
+gateway (gRPC framing, auth, limits, router, turn task) plus loopback. Streams
+are held open; each sends turns at a paced rate (open loop, with jitter), so
+the numbers are latency at a stated load, not a saturation artefact.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+LEVELS = (1, 100, 1000)
+TARGET_TURNS_PER_S = 400.0
+QUESTIONS = ("What is the capital of France? One word.", "Name a primary color.", "What is the opposite of hot?",
+             "Which animal barks?", "What color is the sky on a clear day?")
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _serve_instant(port_queue: mp.Queue, stop: mp.Event) -> None:
+    """Child process: a gateway whose tiers stream instantly."""
+    from gateway.backends.instant import InstantBackend
+    from gateway.server import start_gateway
+    from voxlens.config import Config, replace
+
+    async def main() -> None:
+        c = Config()
+        cfg = replace(c.gateway, max_turns_per_device=4, rate_per_minute=0)
+        gw = await start_gateway(cfg, c.tools, c.router, port=0,
+                                 backends={"small": InstantBackend("small"), "big": InstantBackend("big")})
+        port_queue.put(gw.port)
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        await gw.stop(0.5)
+
+    asyncio.run(main())
+
+
+def _query(turn_id: str, text: str = "hello there", route: int = 0):
+    from protos import assistant_pb2 as pb
+
+    return pb.DeviceMessage(query=pb.Query(turn_id=turn_id, conversation_id="", text=text, language="en",
+                                           context=pb.DeviceContext(route_preference=route)))
+
+
+async def _stream_worker(stub, idx: int, turns: int, interval_s: float, start_at: float, out: list[float],
+                         errors: list[str]) -> None:
+    from protos import assistant_pb2 as pb  # noqa: F401
+
+    outbox: asyncio.Queue = asyncio.Queue()
+
+    async def requests():
+        while (item := await outbox.get()) is not None:
+            yield item
+
+    call = stub.Converse(requests(), metadata=(("voxlens-device-id", f"bench-{idx}"),))
+    responses = call.__aiter__()
+    await asyncio.sleep(max(0.0, start_at - time.perf_counter()) + random.random() * interval_s)
+    next_at = time.perf_counter()
+    try:
+        for n in range(turns):
+            sent = time.perf_counter()
+            await outbox.put(_query(f"{idx}-{n}"))
+            first = None
+            while True:
+                m = await responses.__anext__()
+                kind = m.WhichOneof("payload")
+                if kind == "delta" and first is None:
+                    first = time.perf_counter()
+                elif kind in ("end", "error"):
+                    if kind == "error":
+                        errors.append(m.error.code)
+                    break
+            if first is not None:
+                out.append((first - sent) * 1000.0)
+            next_at += interval_s
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    finally:
+        await outbox.put(None)
+        call.cancel()
+
+
+async def _overhead_level(port: int, streams: int, quick: bool) -> dict[str, Any]:
+    import grpc
+
+    from protos import assistant_pb2_grpc as pb_grpc
+
+    rate = min(TARGET_TURNS_PER_S, streams * 10.0)
+    interval_s = streams / rate
+    turns = max(3, int((100 if quick else 400) // streams))
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(max(1, streams // 100))]
+    stubs = [pb_grpc.AssistantStub(ch) for ch in channels]
+    lat: list[float] = []
+    errors: list[str] = []
+    t0 = time.perf_counter()
+    start_at = t0 + 0.5
+    await asyncio.gather(*(_stream_worker(stubs[i % len(stubs)], i, turns, interval_s, start_at, lat, errors)
+                           for i in range(streams)))
+    wall_s = time.perf_counter() - t0
+    for ch in channels:
+        await ch.close()
+    return {"streams": streams, "turns": len(lat), "offered_turns_per_s": rate, "wall_s": round(wall_s, 2),
+            "p50_ms": round(_pct(lat, 0.5), 3), "p99_ms": round(_pct(lat, 0.99), 3),
+            "max_ms": round(max(lat) if lat else float("nan"), 3), "errors": len(errors)}
+
+
+def bench_overhead(quick: bool) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    port_queue, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_serve_instant, args=(port_queue, stop), daemon=True)
+    proc.start()
+    try:
+        port = port_queue.get(timeout=60)
+        return [asyncio.run(_overhead_level(port, n, quick)) for n in LEVELS]
+    finally:
+        stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+
+
+async def _ttft(quick: bool) -> list[dict[str, Any]]:
+    """Time to first token through the real gateway for the small (in-process) and big (HTTP server) tiers."""
+    import grpc
+
+    from bench.llama_server import LlamaServer
+    from gateway.server import start_gateway
+    from models.catalog import resolve
+    from protos import assistant_pb2 as pb
+    from protos import assistant_pb2_grpc as pb_grpc
+    from voxlens.config import Config, replace
+
+    c = Config()
+    gguf = Path(resolve(c.models.small_llm))
+    server = LlamaServer(gguf, threads=1)
+    await asyncio.to_thread(server.start)
+    try:
+        big_cfg = replace(c.gateway.big, base_url=server.base_url, model=server.alias, max_tokens=16, temperature=0.0)
+        cfg = replace(c.gateway, small=replace(c.gateway.small, max_tokens=16, temperature=0.0), big=big_cfg)
+        gw = await start_gateway(cfg, c.tools, replace(c.router, latency_budget_ms=0), port=0)
+        rows = []
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as ch:
+                stub = pb_grpc.AssistantStub(ch)
+                for tier, pref in (("small", pb.ROUTE_PREFERENCE_SMALL), ("big", pb.ROUTE_PREFERENCE_BIG)):
+                    client_ms, gateway_ms = [], []
+                    for n in range(2 if quick else 5):
+                        sent = time.perf_counter()
+                        first = None
+
+                        async def requests():
+                            yield _query(f"{tier}-{n}", QUESTIONS[n % len(QUESTIONS)], pref)
+
+                        async for m in stub.Converse(requests(), timeout=120):
+                            kind = m.WhichOneof("payload")
+                            if kind == "delta" and first is None:
+                                first = time.perf_counter()
+                            if kind == "end":
+                                gateway_ms += [t.duration_ms for t in m.end.timings if t.stage == "first_token"]
+                        if first is not None:
+                            client_ms.append((first - sent) * 1000.0)
+                    rows.append({"tier": tier, "runs": len(client_ms),
+                                 "ttft_p50_ms": round(statistics.median(client_ms), 1) if client_ms else None,
+                                 "ttft_max_ms": round(max(client_ms), 1) if client_ms else None,
+                                 "gateway_first_token_p50_ms": round(statistics.median(gateway_ms), 1) if gateway_ms else None})
+        finally:
+            await gw.stop(0.5)
+    finally:
+        server.close()
+    return rows
+
+
+def run(args) -> int:
+    import os
+
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "note": "shared 2-core CPU: numbers are noisy"}
+    print("time to first token per tier (small: llama.cpp in process; big: llama_cpp.server over HTTP, same GGUF;\n"
+          "the first run of each tier is cold, later ones reuse the cached system-prompt prefix)")
+    results["ttft"] = asyncio.run(_ttft(args.quick))
+    print(f"{'tier':<6} {'runs':>4} {'p50 ms':>9} {'max ms':>9} {'gateway p50 ms':>15}")
+    for r in results["ttft"]:
+        print(f"{r['tier']:<6} {r['runs']:>4} {r['ttft_p50_ms']:>9} {r['ttft_max_ms']:>9} {r['gateway_first_token_p50_ms']:>15}")
+    print("\ngateway overhead with an instantly streaming backend (Query sent -> first TextDelta received)")
+    results["overhead"] = bench_overhead(args.quick)
+    print(f"{'streams':>7} {'turns':>6} {'offered/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}")
+    for r in results["overhead"]:
+        print(f"{r['streams']:>7} {r['turns']:>6} {r['offered_turns_per_s']:>9.0f} {r['p50_ms']:>8.2f} "
+              f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['errors']:>6}")
+    target = next((r for r in results["overhead"] if r["streams"] == 1000), None)
+    if target:
+        ok = target["p99_ms"] <= 10.0 and target["errors"] == 0
+        results["target_1000_streams_p99_le_10ms"] = ok
+        print(f"\ntarget (1000 streams held, p99 added <= 10 ms): {'met' if ok else 'NOT met'}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,66 @@
+"""The one backend interface: stream text deltas for a chat, cancellable, reporting tokens.
+
+Why a Protocol plus declared capabilities: the router decides from what a
+backend says it can do (tool calls, context length, where it runs), never from
+its class name, and a new server kind is one small class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol
+
+
+class BackendError(RuntimeError):
+    """A backend failed. `retryable` says whether the same request may succeed later (connection, overload)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    streaming: bool = True
+    tool_calls: bool = False        # native OpenAI-style tool_calls
+    context_tokens: int = 2048
+    local: bool = True              # runs beside the gateway (no network hop, private)
+    languages: tuple[str, ...] = ("en",)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[dict[str, Any]]
+    max_tokens: int = 256
+    temperature: float = 0.3
+    tools: list[dict[str, Any]] | None = None  # OpenAI "tools" schema; only sent to backends with tool_calls
+
+
+@dataclass
+class Chunk:
+    """One streamed piece. The last chunk of a stream carries finish_reason and token counts."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None   # "stop" | "length" | "tool_calls"
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class Backend(Protocol):
+    tier_name: str
+    model: str
+    capabilities: Capabilities
+    max_tokens: int        # per-answer cap from the tier's config
+    temperature: float
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        """Stream the answer. Closing the iterator (aclose, or cancelling the task) stops generation."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,126 @@
+"""Any OpenAI-compatible chat server over HTTP: vLLM (the big tier), llama.cpp's server, Ollama.
+
+Why the `openai` client on a shared httpx pool: one pooled connection set per
+tier, explicit connect/read timeouts, and our own retry (connection errors
+only, before any output) instead of the client's blanket retries.
+Closing the stream closes the HTTP response, which makes vLLM and llama.cpp
+stop generating for that request.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, AsyncIterator
+
+import httpx
+import openai
+
+from gateway.backends.base import BackendError, Capabilities, ChatRequest, Chunk, ToolCall
+from gateway.backends.retry import retry_connect
+
+log = logging.getLogger(__name__)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, (openai.APIConnectionError, httpx.ConnectError)) and not isinstance(exc, openai.APITimeoutError)
+
+
+class OpenAIBackend:
+    def __init__(self, cfg, tier_name: str, *, retries: int = 2, backoff_s: float = 0.1) -> None:
+        if not cfg.base_url:
+            raise ValueError(
+                f"gateway.{tier_name}.base_url is empty; set it to the server's OpenAI API root, "
+                "e.g. http://127.0.0.1:8000/v1"
+            )
+        self.tier_name = tier_name
+        self.max_tokens = cfg.max_tokens
+        self.temperature = cfg.temperature
+        self.model = cfg.model or "default"
+        self.capabilities = Capabilities(tool_calls=True, context_tokens=cfg.context_tokens, local=False)
+        self._cfg = cfg
+        self._retries = retries
+        self._backoff_s = backoff_s
+        api_key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+        self._client = openai.AsyncOpenAI(
+            base_url=cfg.base_url, api_key=api_key or "none", http_client=self._http, max_retries=0
+        )
+        self.native_tools = True  # switched off when the server rejects "tools"
+
+    async def _open(self, request: ChatRequest) -> Any:
+        kwargs: dict[str, Any] = dict(
+            model=self.model,
+            messages=request.messages,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        if request.tools and self.native_tools:
+            kwargs["tools"] = request.tools
+        return await self._client.chat.completions.create(**kwargs)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        try:
+            stream = await retry_connect(
+                lambda: self._open(request), _is_connection_error,
+                retries=self._retries, backoff_s=self._backoff_s, what=f"{self.tier_name} tier",
+            )
+        except openai.APIConnectionError as exc:
+            raise BackendError(
+                f"{self.tier_name} tier at {self._cfg.base_url} is unreachable ({type(exc).__name__}); "
+                f"check that the server runs and gateway.{self.tier_name}.base_url", retryable=True,
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise BackendError(
+                f"{self.tier_name} tier at {self._cfg.base_url} answered HTTP {exc.status_code}: {exc.message}",
+                retryable=exc.status_code >= 500 or exc.status_code == 429,
+            ) from exc
+        finish: str | None = None
+        usage = None
+        calls: dict[int, dict[str, str]] = {}
+        produced = 0
+        try:
+            async for event in stream:
+                if event.usage is not None:
+                    usage = event.usage
+                for choice in event.choices:
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        produced += 1
+                        yield Chunk(text=delta.content)
+                    for tc in (delta.tool_calls or []) if delta is not None else []:
+                        slot = calls.setdefault(tc.index or 0, {"name": "", "arguments": ""})
+                        if tc.function is not None:
+                            slot["name"] += tc.function.name or ""
+                            slot["arguments"] += tc.function.arguments or ""
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise BackendError(f"{self.tier_name} tier stream broke: {type(exc).__name__}: {exc}", retryable=True) from exc
+        finally:
+            await stream.close()  # closes the HTTP response: the server stops generating
+        tool_calls = [ToolCall(c["name"], _json_args(c["arguments"])) for c in calls.values() if c["name"]]
+        yield Chunk(
+            tool_calls=tool_calls,
+            finish_reason=finish or ("tool_calls" if tool_calls else "stop"),
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else produced,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+
+def _json_args(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        log.warning("tool call arguments are not JSON; ignoring them")
+        return {}
+    return value if isinstance(value, dict) else {}

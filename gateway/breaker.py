@@ -1,0 +1,67 @@
+"""A circuit breaker for a model tier: opens after consecutive failures, probes half-open after a pause.
+
+Why: when the big tier is down, every turn would otherwise pay connection
+timeouts before failing over; an open breaker routes straight to SMALL, and one
+probe turn after `reset_s` finds out whether the tier is back.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class CircuitBreaker:
+    def __init__(self, name: str, failures: int = 3, reset_s: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.failures_to_open = max(1, failures)
+        self.reset_s = reset_s
+        self._clock = clock
+        self._state = CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self._state == OPEN and self._clock() - self._opened_at >= self.reset_s:
+            return HALF_OPEN
+        return self._state
+
+    def allow(self) -> bool:
+        """May a turn use this tier now? In half-open state exactly one probe turn is let through at a time."""
+        state = self.state
+        if state == CLOSED:
+            return True
+        if state == HALF_OPEN and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def available(self) -> bool:
+        """Like allow() but without taking the probe slot: for reporting and routing previews."""
+        state = self.state
+        return state == CLOSED or (state == HALF_OPEN and not self._probing)
+
+    def record_success(self) -> None:
+        if self._state != CLOSED:
+            log.info("breaker %s: closed (tier answered)", self.name)
+        self._state, self._failures, self._probing = CLOSED, 0, False
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        self._probing = False
+        if self._state == OPEN or self._failures >= self.failures_to_open:
+            if self._state != OPEN:
+                log.warning("breaker %s: open after %d consecutive failures", self.name, self._failures)
+            self._state = OPEN
+            self._opened_at = self._clock()
+
+    def release_probe(self) -> None:
+        """A probe turn ended without telling us anything (e.g. cancelled): let the next turn probe."""
+        self._probing = False

@@ -1,0 +1,225 @@
+"""The gRPC gateway: voxlens.v1.Assistant/Converse plus health and reflection.
+
+Why a reader task and an outbound queue per stream: a device session is one
+long bidirectional stream carrying many turns; queries start turn tasks, a
+Cancel stops its turn at once (interruptions overtake queued data), and every
+turn's messages are framed onto the one response stream. Limits are checked
+per device before a turn starts; a bad message costs its own turn only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway import messages as msg
+from gateway.auth import AuthError, Authenticator, server_credentials
+from gateway.backends import make_backend
+from gateway.backends.base import Backend
+from gateway.breaker import CircuitBreaker
+from gateway.limits import DeviceLimits, LimitExceeded
+from gateway.memory import ConversationMemory
+from gateway.metrics import GatewayMetrics
+from gateway.router import BIG, SMALL
+from gateway.tools.registry import Toolbox
+from gateway.turn import TurnContext, TurnRunner
+from protos import assistant_pb2 as pb
+from protos import assistant_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+SERVICE = pb.DESCRIPTOR.services_by_name["Assistant"].full_name
+_END = object()
+
+
+class AssistantService(pb_grpc.AssistantServicer):
+    def __init__(self, cfg, runner: TurnRunner, auth: Authenticator, limits: DeviceLimits, metrics: GatewayMetrics) -> None:
+        self.cfg = cfg
+        self.runner = runner
+        self.auth = auth
+        self.limits = limits
+        self.metrics = metrics
+
+    async def Converse(self, request_iterator, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GatewayMessage]:
+        try:
+            device = self.auth.device_id(context.invocation_metadata(), context.peer())
+        except AuthError as exc:
+            self.metrics.errors.labels("UNAUTHENTICATED").inc()
+            log.info("rejected a stream from %s: %s", context.peer(), exc)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            return
+        out: asyncio.Queue = asyncio.Queue()
+        tasks: dict[str, asyncio.Task] = {}
+        reader = asyncio.create_task(self._read(request_iterator, context, device, out, tasks))
+        try:
+            while True:
+                item = await out.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            reader.cancel()
+            for task in list(tasks.values()):
+                task.cancel()
+
+    async def _read(self, requests, context, device: str, out: asyncio.Queue, tasks: dict[str, asyncio.Task]) -> None:
+        async def emit(message: pb.GatewayMessage) -> None:
+            out.put_nowait(message)
+
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("payload")
+                if kind == "cancel":
+                    task = tasks.get(request.cancel.turn_id)
+                    if task is not None:
+                        task.cancel()
+                elif kind == "query":
+                    await self._admit(request.query, device, emit, tasks, context)
+            if tasks:
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
+            out.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the stream broke (client gone); end it, others unaffected
+            log.debug("stream from %s ended: %s", device, exc)
+            out.put_nowait(_END)
+
+    async def _admit(self, query: pb.Query, device: str, emit, tasks: dict[str, asyncio.Task], context) -> None:
+        """Start a turn, or refuse it with a typed Error (the stream and other turns go on)."""
+        turn_id = query.turn_id
+        try:
+            if not turn_id:
+                raise LimitExceeded("INVALID_ARGUMENT", "Query.turn_id is empty; give every turn a unique id",
+                                    "Something went wrong with that question.")
+            if turn_id in tasks:
+                raise LimitExceeded("INVALID_ARGUMENT", f"turn {turn_id!r} is already running; turn ids must be unique",
+                                    "I'm already working on that.")
+            if not query.text.strip() and not query.HasField("intent"):
+                raise LimitExceeded("INVALID_ARGUMENT", "Query has neither text nor intent", "I didn't catch that.")
+            self.limits.check_text(query.text)
+            self.limits.start_turn(device)
+        except LimitExceeded as exc:
+            self.metrics.errors.labels(exc.code).inc()
+            log.info("device %s turn refused: %s", device, exc)
+            await emit(msg.error(turn_id, exc.code, str(exc), exc.spoken, exc.code == "RESOURCE_EXHAUSTED"))
+            return
+        log.debug("device %s turn %s: %r", device, turn_id, query.text)
+        deadline_s = self.cfg.turn_deadline_s
+        remaining = context.time_remaining()
+        if remaining is not None:
+            deadline_s = min(deadline_s, remaining)
+        tasks[turn_id] = asyncio.create_task(self._turn(TurnContext(query, emit), device, deadline_s, tasks))
+
+    async def _turn(self, ctx: TurnContext, device: str, deadline_s: float, tasks: dict[str, asyncio.Task]) -> None:
+        try:
+            async with asyncio.timeout(deadline_s):
+                await self.runner.run(ctx)
+        except TimeoutError:
+            self.metrics.errors.labels("DEADLINE_EXCEEDED").inc()
+            await ctx.emit(msg.error(ctx.turn_id, "DEADLINE_EXCEEDED",
+                                     f"turn exceeded its deadline of {deadline_s:.1f} s (gateway.turn_deadline_s)",
+                                     "That took too long. Please try again.", True))
+            await ctx.emit(msg.end(ctx.turn_id, "error", ctx.timings, ctx.tokens_in, ctx.tokens_out))
+        except asyncio.CancelledError:
+            ctx.timings.add("total", ctx.start_s)
+            await ctx.emit(msg.end(ctx.turn_id, "cancelled", ctx.timings, ctx.tokens_in, ctx.tokens_out))
+        except Exception as exc:  # noqa: BLE001 - one broken turn must not take the stream down
+            log.exception("turn %s failed", ctx.turn_id)
+            self.metrics.errors.labels("INTERNAL").inc()
+            await ctx.emit(msg.error(ctx.turn_id, "INTERNAL", f"gateway bug: {type(exc).__name__}: {exc}; see the gateway log",
+                                     "Sorry, something went wrong.", True))
+            await ctx.emit(msg.end(ctx.turn_id, "error", ctx.timings, ctx.tokens_in, ctx.tokens_out))
+        finally:
+            self.limits.end_turn(device)
+            tasks.pop(ctx.turn_id, None)
+
+
+@dataclass
+class Gateway:
+    """A running gateway: `.port`, `stop(grace_s)`; the parts are exposed for tests and the benchmark."""
+
+    server: grpc.aio.Server
+    port: int
+    runner: TurnRunner
+    backends: dict[str, Backend | None]
+    metrics: GatewayMetrics
+    toolbox: Toolbox
+    health: health.aio.HealthServicer
+    owned: list[Backend] = field(default_factory=list)
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.runner.breaker
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        try:
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(grace_s)
+        finally:
+            self.metrics.stop()
+            await self.toolbox.close()
+            for backend in self.owned:
+                await backend.close()
+
+
+def _backend(cfg, name: str) -> Backend | None:
+    if cfg.kind == "none" or (cfg.kind == "openai" and not cfg.base_url):
+        log.info("%s tier not configured", name)
+        return None
+    return make_backend(cfg, name)
+
+
+async def start_gateway(cfg, tools, router, *, port: int | None = None,
+                        backends: dict[str, Backend | None] | None = None) -> Gateway:
+    """Start serving (GatewayConfig, ToolsConfig, RouterConfig). `backends` replaces the configured tiers (tests, bench)."""
+    creds = server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)  # fail on bad paths before starting
+    given = backends is not None
+    if backends is None:
+        backends = {SMALL: _backend(cfg.small, SMALL), BIG: _backend(cfg.big, BIG)}
+    if not any(backends.values()):
+        raise ValueError("no model tier configured: set gateway.small (llama_cpp GGUF) and/or gateway.big (openai base_url)")
+    small = backends.get(SMALL)
+    if small is not None and hasattr(small, "load"):
+        await small.load()  # load once, now, not on the first user's turn
+    metrics = GatewayMetrics()
+    toolbox = Toolbox(tools)
+    breaker = CircuitBreaker(BIG, router.breaker_failures, router.breaker_reset_s)
+    memory = ConversationMemory(cfg.history_turns, cfg.history_ttl_s)
+    runner = TurnRunner(backends, breaker, toolbox, memory, metrics, router)
+    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
+               ("grpc.max_send_message_length", cfg.max_message_bytes),
+               ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(options=options)
+    pb_grpc.add_AssistantServicer_to_server(
+        AssistantService(cfg, runner, Authenticator(tuple(cfg.token_sha256)), DeviceLimits(cfg), metrics), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{cfg.host}:{cfg.port if port is None else port}"
+    bound = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    if not bound:
+        raise OSError(f"cannot listen on {address}; is another gateway running there? choose --port")
+    await server.start()
+    for name in ("", SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    metrics.serve(cfg.metrics_port, cfg.host)
+    owned = [] if given else [b for b in backends.values() if b is not None]
+    log.info("gateway listening on %s (%s), tiers: %s", address, "TLS" if creds else "plaintext",
+             {k: (v.model if v else None) for k, v in backends.items()})
+    return Gateway(server, bound, runner, backends, metrics, toolbox, health_servicer, owned)
+
+
+async def serve(cfg, tools, router, port: int | None = None) -> None:
+    """Run until interrupted, then stop with a grace period."""
+    gw = await start_gateway(cfg, tools, router, port=port)
+    print(f"voxlens gateway listening on {cfg.host}:{gw.port}", flush=True)
+    try:
+        await gw.server.wait_for_termination()
+    finally:
+        await gw.stop(5.0)

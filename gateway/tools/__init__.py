@@ -1,0 +1,1 @@
+"""Tools the gateway runs for the model or for a typed intent: weather, time, calculator, web search."""

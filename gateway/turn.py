@@ -1,0 +1,321 @@
+"""One turn: route, run tools, stream the model's answer with mid-turn failover, end with timings.
+
+Why this shape: the server only frames messages and enforces limits; everything
+a turn decides lives here, emitting GatewayMessages through one callback, so it
+runs the same for every device and is testable through real gRPC.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from gateway import messages as msg
+from gateway import prompts
+from gateway.backends.base import Backend, BackendError, Capabilities, ChatRequest, ToolCall
+from gateway.breaker import CircuitBreaker
+from gateway.memory import ConversationMemory
+from gateway.metrics import GatewayMetrics
+from gateway.router import BIG, SMALL, RouteInput, route
+from gateway.tools.base import ToolError, ToolResult
+from gateway.tools.calculator import calculate
+from gateway.tools.parse import looks_like_tool_call, parse_tool_call
+from gateway.tools.registry import STATUS, Toolbox
+from gateway.tools.weather import Place
+from protos import assistant_pb2 as pb
+from voxlens.timing import Timings
+
+log = logging.getLogger(__name__)
+Emit = Callable[[pb.GatewayMessage], Awaitable[None]]
+INTENT_TOOLS = {"weather": "weather", "time_in_city": "time"}
+PHRASED_TOOLS = {"weather", "time"}  # a calculator result reads best as the template says it
+PHRASE_MAX_TOKENS = 48
+SPOKEN_NO_MODEL = "I can't reach a language model right now. Please try again soon."
+
+
+class _Failed(Exception):
+    """The tier failed before its first token: the turn may move to the other tier."""
+
+
+@dataclass
+class Outcome:
+    text: str = ""
+    finish: str = "stop"
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tool_call: ToolCall | None = None
+
+
+@dataclass
+class TurnContext:
+    query: pb.Query
+    emit: Emit
+    timings: Timings = field(default_factory=Timings)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    first_token_s: float | None = None
+    tier: str = "none"
+    start_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.start_s = self.timings.clock()
+
+    @property
+    def turn_id(self) -> str:
+        return self.query.turn_id
+
+
+class TurnRunner:
+    def __init__(self, backends: dict[str, Backend | None], breaker: CircuitBreaker, toolbox: Toolbox,
+                 memory: ConversationMemory, metrics: GatewayMetrics, router_cfg) -> None:
+        self.backends = backends
+        self.breaker = breaker
+        self.toolbox = toolbox
+        self.memory = memory
+        self.metrics = metrics
+        self.router_cfg = router_cfg
+        self.first_token_ms: dict[str, float] = {}  # moving average per tier, read by the latency rule
+
+    # ------------------------------------------------------------------ routing
+    def _big_available(self) -> bool:
+        return self.backends.get(BIG) is not None and self.breaker.available()
+
+    @staticmethod
+    def direct_tool(query: pb.Query) -> tuple[str, dict[str, str]] | None:
+        """The tool a turn calls without asking a model: a typed intent, or plain arithmetic / a unit conversion.
+
+        Why arithmetic here: a calculation is unambiguous and a small model is unreliable at both arithmetic
+        and choosing tools, so "what is 12 times 7" never reaches a model."""
+        if query.HasField("intent") and query.intent.name in INTENT_TOOLS:
+            return INTENT_TOOLS[query.intent.name], msg.slot_text(query.intent)
+        if not query.HasField("intent") and any(ch.isdigit() for ch in query.text):
+            try:
+                calculate(query.text)
+            except ToolError:
+                return None
+            return "calculator", {"expression": query.text}
+        return None
+
+    def choose(self, query: pb.Query, direct: tuple[str, dict[str, str]] | None = None) -> tuple[str, str]:
+        small, big = self.backends.get(SMALL), self.backends.get(BIG)
+        inp = RouteInput(
+            text=query.text, preference=msg.PREFERENCES.get(query.context.route_preference, "auto"),
+            intent=direct[0] if direct else (query.intent.name if query.HasField("intent") else ""),
+            big_available=self._big_available(),
+            small_caps=small.capabilities if small else Capabilities(streaming=False),
+            big_caps=big.capabilities if big else None,
+            big_first_token_ms=self.first_token_ms.get(BIG, 0.0),
+            latency_budget_ms=self.router_cfg.latency_budget_ms,
+        )
+        decided = route(inp, self.router_cfg)
+        if decided.tier == SMALL and small is None and inp.big_available:
+            return BIG, "small_unavailable"
+        return decided.tier, decided.reason
+
+    # ------------------------------------------------------------------ entry
+    async def run(self, ctx: TurnContext) -> None:
+        """Run the turn and send its TurnEnd. Cancellation and deadlines are the caller's (it sends their TurnEnd)."""
+        query, emit = ctx.query, ctx.emit
+        with ctx.timings.measure("route"):
+            direct = self.direct_tool(query)
+            tier, reason = self.choose(query, direct)
+        self.metrics.route_ms.observe(ctx.timings.get("route").duration_ms)
+        self.metrics.routes.labels(tier, reason).inc()
+        if direct is not None:
+            finish = await self._intent_turn(ctx, tier, reason, *direct)
+        else:
+            finish = await self._free_turn(ctx, tier, reason)
+        ctx.timings.add("total", ctx.start_s)
+        self.metrics.turn_ms.labels(ctx.tier).observe(ctx.timings.get("total").duration_ms)
+        await emit(msg.end(ctx.turn_id, finish, ctx.timings, ctx.tokens_in, ctx.tokens_out))
+
+    async def fail(self, ctx: TurnContext, code: str, message: str, spoken: str, retryable: bool) -> str:
+        self.metrics.errors.labels(code).inc()
+        await ctx.emit(msg.error(ctx.turn_id, code, message, spoken, retryable))
+        return "error"
+
+    # ------------------------------------------------------------------ typed intents
+    def _location(self, query: pb.Query) -> Place | None:
+        if not query.context.HasField("location"):
+            return None
+        loc = query.context.location
+        return Place(loc.place_name or "your area", loc.latitude, loc.longitude, timezone=query.context.time_zone)
+
+    async def _run_tool(self, ctx: TurnContext, name: str, args: dict[str, Any]) -> ToolResult:
+        await ctx.emit(msg.tool(ctx.turn_id, name, "started", STATUS.get(name, "Working on it")))
+        try:
+            with ctx.timings.measure(f"tool.{name}"):
+                result = await self.toolbox.run(name, args, location=self._location(ctx.query),
+                                                time_zone=ctx.query.context.time_zone)
+        except ToolError as exc:
+            self.metrics.tool_calls.labels(name, "failed").inc()
+            log.warning("tool %s failed: %s", name, exc)
+            await ctx.emit(msg.tool(ctx.turn_id, name, "failed", exc.spoken))
+            raise
+        self.metrics.tool_calls.labels(name, "ok").inc()
+        await ctx.emit(msg.tool(ctx.turn_id, name, "finished"))
+        return result
+
+    async def _intent_turn(self, ctx: TurnContext, tier: str, reason: str, tool: str, slots: dict[str, str]) -> str:
+        query = ctx.query
+        remembered = self.memory.slots(query.conversation_id, tool)
+        if not slots.get("city") and remembered.get("city"):  # "and tomorrow?" keeps the last city
+            slots["city"] = remembered["city"]
+        backend = self.backends.get(tier) if tool in PHRASED_TOOLS else None
+        await ctx.emit(msg.route(ctx.turn_id, tier if backend else "none", backend.model if backend else "template", reason))
+        try:
+            result = await self._run_tool(ctx, tool, slots)
+        except ToolError as exc:
+            if exc.code in ("NOT_FOUND", "INVALID_ARGUMENT"):  # an answer, not a failure: say it
+                await ctx.emit(msg.delta(ctx.turn_id, exc.spoken))
+                self.memory.remember(query.conversation_id, query.text, exc.spoken)
+                return "stop"
+            return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
+        text = await self._phrase(ctx, tier, result) if backend else result.summary
+        await ctx.emit(msg.delta(ctx.turn_id, text))
+        self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots)
+        return "stop"
+
+    async def _phrase(self, ctx: TurnContext, tier: str, result: ToolResult) -> str:
+        """The model phrases the facts; the template answers if it fails, stalls or changes a number."""
+        backend = self.backends.get(tier)
+        if backend is None or (tier == BIG and not self.breaker.allow()):
+            return result.summary
+        ctx.tier = tier
+        request = ChatRequest(prompts.phrase_messages(ctx.query.text, result), max_tokens=PHRASE_MAX_TOKENS, temperature=0.0)
+        parts: list[str] = []
+        try:
+            with ctx.timings.measure("phrase"):
+                async with asyncio.timeout(10.0):
+                    async for chunk in backend.stream(request):
+                        parts.append(chunk.text)
+                        ctx.tokens_in += chunk.tokens_in
+                        ctx.tokens_out += chunk.tokens_out
+        except (BackendError, TimeoutError) as exc:
+            log.warning("%s tier could not phrase the %s result (%s); using the template", tier, result.tool, exc)
+            if tier == BIG:
+                self.breaker.record_failure()
+            return result.summary
+        if tier == BIG:
+            self.breaker.record_success()
+        text = " ".join("".join(parts).split())
+        return text if prompts.phrase_ok(text, result) else result.summary
+
+    # ------------------------------------------------------------------ free-form questions
+    def _request(self, ctx: TurnContext, backend: Backend, extra: list[dict[str, Any]] | None = None) -> ChatRequest:
+        q = ctx.query
+        wants_tools = prompts.needs_tools(q.text)
+        native = wants_tools and backend.capabilities.tool_calls
+        place = q.context.location.place_name if q.context.HasField("location") else ""
+        system = prompts.system_prompt(place, q.context.time_zone, tools_in_text=wants_tools and not native)
+        messages = [{"role": "system", "content": system}, *self.memory.history(q.conversation_id),
+                    {"role": "user", "content": q.text}, *(extra or [])]
+        return ChatRequest(messages, max_tokens=backend.max_tokens, temperature=backend.temperature, tools=self.toolbox.schemas() if native and not extra else None)
+
+    async def _free_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
+        q = ctx.query
+        order = [tier] + [t for t in (SMALL, BIG) if t != tier]
+        failover = False
+        last_error = ""
+        for candidate in order:
+            backend = self.backends.get(candidate)
+            if backend is None or (candidate == BIG and not self.breaker.allow()):
+                continue
+            if failover:
+                reason = f"failover_{order[0]}_failed"
+                self.metrics.failovers.labels(order[0]).inc()
+            await ctx.emit(msg.route(ctx.turn_id, candidate, backend.model, reason, failover))
+            ctx.tier = candidate
+            try:
+                outcome = await self._answer(ctx, candidate, backend)
+            except _Failed as exc:
+                last_error = str(exc)
+                failover = True
+                continue
+            except BackendError as exc:  # broke after output started: nothing to fail over to cleanly
+                return await self.fail(ctx, "UNAVAILABLE", str(exc), "Sorry, I lost my train of thought.", True)
+            except ToolError as exc:
+                return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
+            self.memory.remember(q.conversation_id, q.text, outcome.text)
+            return outcome.finish
+        return await self.fail(ctx, "UNAVAILABLE", f"no model tier could answer: {last_error or 'none configured'}; "
+                               "check gateway.small / gateway.big", SPOKEN_NO_MODEL, True)
+
+    async def _answer(self, ctx: TurnContext, tier: str, backend: Backend) -> Outcome:
+        """Stream one answer; run at most one tool round if the model asks for a tool."""
+        outcome = await self._stream(ctx, tier, backend, self._request(ctx, backend))
+        if outcome.tool_call is None:
+            return outcome
+        call = outcome.tool_call
+        result = await self._run_tool(ctx, call.name, call.arguments)
+        extra = [{"role": "assistant", "content": f'{{"name": "{call.name}"}}'}, prompts.tool_followup(result)]
+        try:
+            again = await self._stream(ctx, tier, backend, self._request(ctx, backend, extra))
+        except _Failed:
+            again = Outcome()
+        if not again.text.strip() or again.tool_call is not None:
+            await ctx.emit(msg.delta(ctx.turn_id, result.summary))
+            return Outcome(text=result.summary)
+        return again
+
+    async def _stream(self, ctx: TurnContext, tier: str, backend: Backend, request: ChatRequest) -> Outcome:
+        """Forward deltas as they come, holding back text that may be a tool call written as JSON."""
+        out = Outcome()
+        held: list[str] = []
+        started = ctx.timings.clock()
+        spoke = False
+        gen = backend.stream(request)
+        try:
+            async for chunk in gen:
+                out.tokens_in += chunk.tokens_in
+                out.tokens_out += chunk.tokens_out
+                if chunk.finish_reason:
+                    out.finish = chunk.finish_reason
+                if chunk.tool_calls:
+                    out.tool_call = next((c for c in chunk.tool_calls if c.name in self.toolbox.names), None)
+                if not chunk.text:
+                    continue
+                if ctx.first_token_s is None:
+                    self._first_token(ctx, tier, started)
+                out.text += chunk.text
+                if not spoke and looks_like_tool_call(out.text):
+                    held.append(chunk.text)
+                    continue
+                spoke = True
+                text, held = "".join(held) + chunk.text, []
+                await ctx.emit(msg.delta(ctx.turn_id, text))
+        except BackendError as exc:
+            if tier == BIG:
+                self.breaker.record_failure()
+            if ctx.first_token_s is None:
+                log.warning("%s tier failed before its first token: %s", tier, exc)
+                raise _Failed(str(exc)) from exc
+            raise
+        except asyncio.CancelledError:
+            if tier == BIG and ctx.first_token_s is None:
+                self.breaker.release_probe()
+            raise
+        finally:
+            await gen.aclose()
+        if tier == BIG:
+            self.breaker.record_success()
+        ctx.tokens_in += out.tokens_in
+        ctx.tokens_out += out.tokens_out
+        self.metrics.tokens.labels(tier, "in").inc(out.tokens_in)
+        self.metrics.tokens.labels(tier, "out").inc(out.tokens_out)
+        if held and out.tool_call is None:
+            out.tool_call = parse_tool_call(out.text, self.toolbox.names)
+            if out.tool_call is None:  # JSON-looking text that is no tool call: it is the answer
+                await ctx.emit(msg.delta(ctx.turn_id, "".join(held)))
+        if out.tool_call is not None:
+            out.text = ""
+        ctx.timings.add(f"generate.{tier}", started)
+        return out
+
+    def _first_token(self, ctx: TurnContext, tier: str, started: float) -> None:
+        ctx.first_token_s = ctx.timings.clock()
+        rec = ctx.timings.add("first_token", ctx.start_s, ctx.first_token_s)
+        self.metrics.first_token_ms.labels(tier).observe(rec.duration_ms)
+        prev = self.first_token_ms.get(tier)
+        self.first_token_ms[tier] = rec.duration_ms if prev is None else 0.8 * prev + 0.2 * rec.duration_ms

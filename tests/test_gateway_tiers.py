@@ -1,0 +1,62 @@
+"""The big tier is a real llama_cpp.server process reached over the OpenAI API; killing it opens the breaker."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.breaker import CLOSED, OPEN
+from gateway.server import start_gateway
+from protos import assistant_pb2 as pb
+from tests.gateway_support import one_turn, query
+from voxlens.config import Config, replace
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+BIG = pb.ROUTE_PREFERENCE_BIG
+
+
+@pytest.fixture(scope="module")
+async def gateway(small_backend, big_server):
+    c = Config()
+    big_cfg = replace(c.gateway.big, kind="openai", base_url=big_server.base_url, model=big_server.alias,
+                      max_tokens=12, temperature=0.0, timeout_s=30.0, connect_timeout_s=1.0)
+    cfg = replace(c.gateway, big=big_cfg)
+    router = replace(c.router, breaker_failures=2, breaker_reset_s=1.0, latency_budget_ms=60_000)  # CPU stand-in is slow
+    from gateway.backends.openai_backend import OpenAIBackend
+
+    big = OpenAIBackend(big_cfg, "big", retries=1, backoff_s=0.05)
+    gw = await start_gateway(cfg, c.tools, router, port=0, backends={"small": small_backend, "big": big})
+    yield gw
+    await gw.stop(0.5)
+    await big.close()
+
+
+async def test_big_tier_answers_then_breaker_opens_on_kill_and_closes_on_restart(gateway, big_server):
+    ask = "What is the capital of Italy? One word."
+    first = await one_turn(gateway.port, query("b1", ask, route=BIG))
+    assert [(r.tier, r.reason, r.failover) for r in first.routes] == [(pb.TIER_BIG, "explicit_preference", False)]
+    assert first.routes[0].model == big_server.alias
+    assert "rome" in first.text.lower() and first.end.tokens_out > 0
+
+    big_server.stop()
+    for i in range(2):  # each fails before its first token: the turn moves to SMALL and says so
+        turn = await one_turn(gateway.port, query(f"k{i}", ask, route=BIG))
+        assert [(r.tier, r.failover) for r in turn.routes] == [(pb.TIER_BIG, False), (pb.TIER_SMALL, True)]
+        assert turn.routes[1].reason == "failover_big_failed"
+        assert turn.text and not turn.errors
+    assert gateway.breaker.state == OPEN
+
+    open_turn = await one_turn(gateway.port, query("o1", ask, route=BIG))
+    assert [(r.tier, r.reason) for r in open_turn.routes] == [(pb.TIER_SMALL, "big_unavailable")]
+
+    await asyncio.to_thread(big_server.start)
+    await asyncio.sleep(1.0)  # breaker_reset_s: the next turn is the half-open probe
+    back = await one_turn(gateway.port, query("r1", ask, route=BIG))
+    assert [(r.tier, r.reason, r.failover) for r in back.routes] == [(pb.TIER_BIG, "explicit_preference", False)]
+    assert back.text and gateway.breaker.state == CLOSED
+
+
+async def test_complex_question_routes_big_on_auto(gateway):
+    turn = await one_turn(gateway.port, query("cx", "Explain why the sea is salty."))
+    assert (turn.routes[0].tier, turn.routes[0].reason) == (pb.TIER_BIG, "complex_query")
+    assert turn.text
