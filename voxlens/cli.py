@@ -17,6 +17,7 @@ from voxlens.config import ConfigError
 # Modules that contribute subcommands, in the order `voxlens --help` lists them.
 COMMAND_MODULES = [
     "voxlens.cli_models",
+    "device.cli_wakeword",
 ]
 
 
