@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "device.cli_speech",
     "gateway.cli",
     "device.cli_device",
+    "device.cli_wakeword",
     "bench.cli",
 ]
 

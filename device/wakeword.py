@@ -1,0 +1,188 @@
+"""Wake-word detection: several openWakeWord-format heads on one incremental front end.
+
+A head is any ONNX model taking (1, 16, 96) float embeddings and returning a
+score in [0, 1] (openWakeWord's format; the project's own heads are trained by
+`voxlens wakeword train`). Audio is 16 kHz mono int16 in 80 ms frames, fed to
+the front end at int16 scale (see device/wakeword_frontend.py for why).
+
+Decision rule per head: a detection fires when the score has been >= threshold
+for `patience_frames` consecutive frames, and not again for `refractory_s`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.wakeword_frontend import (
+    EMBEDDING_DIM,
+    FRAME_SAMPLES,
+    HEAD_EMBEDDINGS,
+    SAMPLE_RATE_HZ,
+    FrontEnd,
+    StreamingFeatures,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Detection", "WakeHead", "WakeWordDetector", "WakeWordError", "FRAME_SAMPLES", "SAMPLE_RATE_HZ"]
+
+
+class WakeWordError(ValueError):
+    """A head file is missing, corrupt or of the wrong shape, or a frame is malformed; the message names which and the fix."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    name: str        # head name: catalog name, or the file's stem
+    score: float     # the head's score on the frame that fired
+    sample: int      # end offset of that frame in the stream, in samples at 16 kHz (since start or reset())
+
+
+class WakeHead:
+    """One openWakeWord-format head: checks the file and its input shape at load, scores (N, 16, 96) windows."""
+
+    def __init__(self, name_or_path: str | Path) -> None:
+        import onnxruntime as ort
+        from models.catalog import ModelError, resolve
+
+        try:
+            path = resolve(str(name_or_path))
+        except ModelError as exc:
+            raise WakeWordError(f"wake-word head {name_or_path}: {exc}") from None
+        if not Path(path).is_file():
+            raise WakeWordError(f"wake-word head file {path} does not exist; give a path to an openWakeWord-format .onnx head or a catalog name (voxlens models list)")
+        self.path = Path(path)
+        self.name = self.path.stem if Path(path) == Path(name_or_path) else str(name_or_path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise WakeWordError(
+                f"wake-word head {self.path} is not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]}); "
+                f"retrain it with `voxlens wakeword train` or restore the file"
+            ) from None
+        inputs = self._session.get_inputs()
+        shape = list(inputs[0].shape) if inputs else []
+        if len(inputs) != 1 or len(shape) != 3 or shape[1:] != [HEAD_EMBEDDINGS, EMBEDDING_DIM]:
+            raise WakeWordError(
+                f"wake-word head {self.path} has input {[(i.name, i.shape) for i in inputs]}, expected one input of shape "
+                f"(1, {HEAD_EMBEDDINGS}, {EMBEDDING_DIM}) (openWakeWord format); this file is not a wake-word head"
+            )
+        self._input = inputs[0].name
+        self._batch_ok = not isinstance(shape[0], int) or shape[0] != 1
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        """(N, 16, 96) -> (N,) scores."""
+        x = np.asarray(windows, dtype=np.float32)
+        if self._batch_ok:
+            return self._session.run(None, {self._input: x})[0].reshape(len(x), -1)[:, 0].astype(np.float32)
+        return np.array([self._session.run(None, {self._input: w[np.newaxis]})[0].reshape(-1)[0] for w in x], np.float32)
+
+
+@dataclass
+class Trigger:
+    """The decision rule for one head: `patience_frames` consecutive scores >= threshold, then `refractory_samples` of quiet.
+
+    Shared by the live detector and the evaluator, so measured numbers mean what the device does.
+    """
+    threshold: float = 0.5
+    patience_frames: int = 1
+    refractory_samples: int = 2 * SAMPLE_RATE_HZ
+    run_frames: int = 0
+    last_fire_sample: int | None = None
+
+    def update(self, score: float, sample: int) -> bool:
+        self.run_frames = self.run_frames + 1 if score >= self.threshold else 0
+        refractory = self.last_fire_sample is not None and sample - self.last_fire_sample < self.refractory_samples
+        if self.run_frames >= self.patience_frames and not refractory:
+            self.last_fire_sample = sample
+            return True
+        return False
+
+    def reset(self) -> None:
+        self.run_frames = 0
+        self.last_fire_sample = None
+
+
+def count_triggers(scores: np.ndarray, trigger: Trigger) -> list[int]:
+    """Frame indices where `trigger` fires over a score sequence (one score per 80 ms frame)."""
+    trigger.reset()
+    return [i for i, s in enumerate(scores) if trigger.update(float(s), (i + 1) * FRAME_SAMPLES)]
+
+
+@dataclass
+class _HeadState:
+    head: WakeHead
+    trigger: Trigger
+
+
+class WakeWordDetector:
+    """Feed 80 ms int16 frames; get a Detection when a wake phrase ends. Not thread-safe (one stream)."""
+
+    def __init__(
+        self,
+        heads: list[str | Path] | tuple[str | Path, ...] = ("hey-vox-lens",),
+        threshold: float = 0.5,
+        patience_frames: int = 1,
+        refractory_s: float = 2.0,
+        front: FrontEnd | None = None,
+    ) -> None:
+        if not heads:
+            raise WakeWordError("no wake-word heads given; pass at least one catalog name or .onnx path (default: hey-vox-lens)")
+        if not 0.0 < threshold < 1.0:
+            raise WakeWordError(f"wake-word threshold {threshold} must be between 0 and 1")
+        self.threshold = threshold
+        self.patience_frames = max(1, int(patience_frames))
+        self.refractory_samples = int(refractory_s * SAMPLE_RATE_HZ)
+        self.front = front or FrontEnd()
+        self._states = [
+            _HeadState(WakeHead(h), Trigger(threshold, self.patience_frames, self.refractory_samples)) for h in heads
+        ]
+        self._features = StreamingFeatures(self.front)
+        self.samples_seen = 0
+        self.last_scores: dict[str, float] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [s.head.name for s in self._states]
+
+    def reset(self) -> None:
+        """Forget all audio (e.g. after a turn), as if the stream restarted after silence."""
+        self._features.reset()
+        self.samples_seen = 0
+        self.last_scores = {}
+        for s in self._states:
+            s.trigger.reset()
+
+    def process(self, frame: np.ndarray) -> list[Detection]:
+        frame = np.asarray(frame)
+        if frame.shape != (FRAME_SAMPLES,) or frame.dtype != np.int16:
+            raise WakeWordError(
+                f"wake-word frames must be int16 arrays of {FRAME_SAMPLES} samples (80 ms at 16 kHz), got {frame.dtype} {frame.shape}"
+            )
+        self._features.push(frame)
+        self.samples_seen += FRAME_SAMPLES
+        window = self._features.window()
+        found = []
+        for s in self._states:
+            score = float(s.head.score(window)[0])
+            self.last_scores[s.head.name] = score
+            if s.trigger.update(score, self.samples_seen):
+                found.append(Detection(s.head.name, score, self.samples_seen))
+                logger.info("wake word %s at %.2f s (score %.3f)", s.head.name, self.samples_seen / SAMPLE_RATE_HZ, score)
+        return found
+
+    def process_audio(self, audio: np.ndarray) -> list[Detection]:
+        """Whole int16 clip, frame by frame (the tail shorter than a frame is zero-padded)."""
+        audio = np.asarray(audio, dtype=np.int16)
+        pad = (-len(audio)) % FRAME_SAMPLES
+        audio = np.concatenate([audio, np.zeros(pad, np.int16)])
+        found: list[Detection] = []
+        for i in range(0, len(audio), FRAME_SAMPLES):
+            found.extend(self.process(audio[i:i + FRAME_SAMPLES]))
+        return found

@@ -1,0 +1,1 @@
+"""Wake-word training: synthetic voices, confusables, augmentation, a small ONNX head."""

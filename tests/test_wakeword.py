@@ -1,0 +1,174 @@
+"""Wake word: the incremental front end, the detector on synthesized and real speech, bad heads, a tiny training run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.wakeword import Detection, WakeHead, WakeWordDetector, WakeWordError
+from device.wakeword_eval import read_wav_16k, stream_scores, wav_files
+from device.wakeword_frontend import FRAME_SAMPLES, FrontEnd, StreamingFeatures
+
+RATE = 16000
+
+
+@pytest.fixture(scope="session")
+def front() -> FrontEnd:
+    return FrontEnd()
+
+
+@pytest.fixture(scope="session")
+def hibari():
+    from device.wakeword_train.voices import HibariVoice
+
+    return HibariVoice()
+
+
+@pytest.fixture(scope="session")
+def detector(front: FrontEnd) -> WakeWordDetector:
+    return WakeWordDetector(["hey-vox-lens"], threshold=0.5, front=front)
+
+
+def _speech_wav(shared_eval: Path, n: int) -> np.ndarray:
+    return np.concatenate([read_wav_16k(p) for p in wav_files(shared_eval / "speech")[:n]])
+
+
+def test_incremental_features_equal_the_full_computation(front: FrontEnd, shared_eval: Path) -> None:
+    rng = np.random.default_rng(1)
+    speech = _speech_wav(shared_eval, 1)[: 3 * RATE]
+    # real speech, digital silence (exercises the mel model's top_db clip), quiet noise, a loud burst
+    audio = np.concatenate([
+        speech, np.zeros(RATE // 2, np.int16), rng.normal(0, 30, RATE).astype(np.int16),
+        np.clip(rng.normal(0, 20000, RATE // 3), -32768, 32767).astype(np.int16), speech[: RATE],
+    ])
+    audio = audio[: len(audio) // FRAME_SAMPLES * FRAME_SAMPLES]
+    stream = StreamingFeatures(front)
+    windows = []
+    for i in range(0, len(audio), FRAME_SAMPLES):
+        stream.push(audio[i:i + FRAME_SAMPLES])
+        windows.append(stream.window()[0])
+    incremental = np.stack(windows)
+    full = front.embeddings_full(audio)
+    assert full.shape == (len(audio) // FRAME_SAMPLES, 96)
+    np.testing.assert_allclose(incremental[:, -1], full, rtol=0, atol=1e-3 * np.abs(full).max())
+    batched = front.embeddings_batch(audio[np.newaxis])[0]
+    np.testing.assert_allclose(batched, full, rtol=0, atol=1e-3 * np.abs(full).max())
+    # the window a head sees 16 frames in is exactly the last 16 full-computation embeddings
+    np.testing.assert_allclose(incremental[40], full[25:41], rtol=0, atol=1e-3 * np.abs(full).max())
+
+
+def test_detector_fires_at_the_phrase_and_only_there(detector: WakeWordDetector, hibari, shared_eval: Path) -> None:
+    rng = np.random.default_rng(7)
+    phrase = hibari.synthesize(hibari.phonemize("Hey vox lens."), rng)
+    speech = _speech_wav(shared_eval, 2)[: 4 * RATE].astype(np.float32)
+    phrase_i16 = (phrase / np.abs(phrase).max() * 0.3 * 32767)
+    lead = np.zeros(int(2.5 * RATE), np.float32)
+    audio = np.concatenate([speech, lead + rng.normal(0, 20, len(lead)), phrase_i16, np.zeros(RATE, np.float32)]).astype(np.int16)
+    phrase_end = len(speech) + len(lead) + len(phrase_i16)
+    detector.reset()
+    found = detector.process_audio(audio)
+    assert found, f"no detection; last scores {detector.last_scores}"
+    assert len(found) == 1, found
+    assert isinstance(found[0], Detection) and found[0].name == "hey-vox-lens" and found[0].score >= 0.5
+    assert abs(found[0].sample - phrase_end) <= 0.2 * RATE, (found[0].sample / RATE, phrase_end / RATE)
+
+
+def test_detector_stays_quiet_on_other_speech(detector: WakeWordDetector, shared_eval: Path) -> None:
+    audio = _speech_wav(shared_eval, 26)
+    assert len(audio) > 60 * RATE
+    detector.reset()
+    assert detector.process_audio(audio) == []
+
+
+def test_streaming_detector_scores_equal_batched_scores(detector: WakeWordDetector, front: FrontEnd, shared_eval: Path) -> None:
+    audio = _speech_wav(shared_eval, 1)[: 3 * RATE]
+    audio = audio[: len(audio) // FRAME_SAMPLES * FRAME_SAMPLES]
+    detector.reset()
+    live = []
+    for i in range(0, len(audio), FRAME_SAMPLES):
+        detector.process(audio[i:i + FRAME_SAMPLES])
+        live.append(detector.last_scores["hey-vox-lens"])
+    batched = stream_scores(front, WakeHead("hey-vox-lens"), audio)
+    np.testing.assert_allclose(live, batched, atol=1e-3)
+
+
+def test_patience_and_refractory(front: FrontEnd, tmp_path: Path) -> None:
+    """A head that always scores 1: patience 3 fires on the 3rd frame, then refractory 1 s holds it for 1 s."""
+    path = _constant_head(tmp_path / "always.onnx", 1.0)
+    det = WakeWordDetector([path], threshold=0.5, patience_frames=3, refractory_s=1.0, front=front)
+    fired = [d.sample for i in range(30) for d in det.process(np.zeros(FRAME_SAMPLES, np.int16))]
+    assert fired[0] == 3 * FRAME_SAMPLES
+    assert all(b - a >= RATE for a, b in zip(fired, fired[1:])) and len(fired) == 3
+    det.reset()
+    assert det.samples_seen == 0
+
+
+def test_bad_frames_are_rejected(front: FrontEnd, tmp_path: Path) -> None:
+    detector = WakeWordDetector([_constant_head(tmp_path / "zero.onnx", 0.0)], front=front)
+    with pytest.raises(WakeWordError, match="1280"):
+        detector.process(np.zeros(1000, np.int16))
+    with pytest.raises(WakeWordError, match="int16"):
+        detector.process(np.zeros(FRAME_SAMPLES, np.float32))
+
+
+def test_missing_head_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.onnx"
+    with pytest.raises(WakeWordError, match=str(missing)):
+        WakeHead(missing)
+
+
+def test_corrupt_head_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"\x08\x07this is not an onnx model" * 10)
+    with pytest.raises(WakeWordError, match=f"{bad}.*not a loadable ONNX model"):
+        WakeHead(bad)
+
+
+def test_wrong_shape_head_names_the_file_and_shape(tmp_path: Path) -> None:
+    path = _constant_head(tmp_path / "shape.onnx", 0.5, frames=10)
+    with pytest.raises(WakeWordError, match=rf"{path}.*\(1, 16, 96\)"):
+        WakeHead(path)
+
+
+def test_tiny_training_run_scores_positive_above_negative(tmp_path: Path, front: FrontEnd, hibari) -> None:
+    from device.wakeword_train.train import TrainPlan, train_head
+
+    plan = TrainPlan(
+        phrase="hey vox lens", kokoro_positives=0, hibari_positives=24, kokoro_confusables=0, hibari_confusables=24,
+        hibari_partials=6, hibari_sentences=24, piper_sentences=0, noise_streams=8, positive_copies=1,
+        epochs=30, hidden=16, sources=("hibari",), deadline_s=120,
+    )
+    out = tmp_path / "tiny.onnx"
+    report = train_head("hey vox lens", out, plan=plan)
+    assert report.windows_positive > 0 and report.windows_negative > report.windows_positive
+    head = WakeHead(out)
+    rng = np.random.default_rng(123)
+    def score(text: str) -> float:
+        clip = hibari.synthesize(hibari.phonemize(text), rng)
+        audio = np.concatenate([np.zeros(RATE, np.float32), clip * 10000, np.zeros(RATE // 2, np.float32)]).astype(np.int16)
+        return float(stream_scores(front, head, audio).max())
+    assert score("Hey vox lens.") > score("The weather is nice today.")
+
+
+def _constant_head(path: Path, value: float, frames: int = 16) -> Path:
+    """An ONNX 'head' returning a constant, for decision-rule and shape tests."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2], keepdims=0),
+         helper.make_node("Mul", ["m", "zero"], ["z"]),
+         helper.make_node("Add", ["z", "value"], ["y"]),
+         helper.make_node("Unsqueeze", ["y", "one"], ["score"])],
+        "const",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, frames, 96])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 1])],
+        [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+         numpy_helper.from_array(np.array(value, np.float32), "value"),
+         numpy_helper.from_array(np.array([1], np.int64), "one")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
