@@ -81,6 +81,7 @@ class TurnEngine:
         self._turn_id = ""
         self._window_task: asyncio.Task | None = None  # listening / follow-up timeout
         self._last_answer = ""
+        self._earcon_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------ reporting
     def emit(self, event: str, **fields: object) -> None:
@@ -116,7 +117,8 @@ class TurnEngine:
         if self.state in (State.THINKING, State.SPEAKING):
             await self.barge_in("wake word")
         self._set(State.LISTENING, "wake word")
-        await self.speaker.earcon("wake")
+        # The earcon plays on its own: the audio loop must not wait for it to go on hearing the user.
+        self._earcon_task = asyncio.get_running_loop().create_task(self.speaker.earcon("wake"))
 
     async def speech_started(self) -> None:
         """The VAD heard speech. In the follow-up window it continues the conversation; over an answer it barges in."""

@@ -35,7 +35,7 @@ class AudioLoop:
         self.clock = clock
         self._emit = emit or (lambda event: None)
         self.samples = 0                 # samples received on this stream
-        self._frame_end_s = 0.0          # clock time at which the latest frame's last sample arrived
+        self._t0_s: float | None = None  # clock time at which the stream's sample 0 arrived
         self._ep_base = 0                # stream offset of the endpointer's sample 0
         self._stream: StreamingTranscription | None = None
         self._last_partial = ""
@@ -45,9 +45,13 @@ class AudioLoop:
         self._emit({"event": event, "t_s": round(self.clock(), 4), **fields})
 
     def _time_of(self, endpointer_sample: int) -> float:
-        """Clock time at which a sample (in endpointer offsets) arrived, assuming the loop keeps up with real time."""
-        behind = self.samples - (self._ep_base + endpointer_sample)
-        return self._frame_end_s - behind / SAMPLE_RATE_HZ
+        """Clock time at which a sample (in endpointer offsets) was captured.
+
+        Anchored on the first frame: a microphone (or a paced file) delivers samples at a
+        steady rate, so any lag of this loop behind real time counts as latency, as the user feels it.
+        """
+        assert self._t0_s is not None
+        return self._t0_s + (self._ep_base + endpointer_sample) / SAMPLE_RATE_HZ
 
     def _restart_endpointing(self) -> None:
         if self._stream is not None:
@@ -78,8 +82,9 @@ class AudioLoop:
             await asyncio.gather(*list(self._finals), return_exceptions=True)
 
     async def feed(self, frame: np.ndarray) -> None:
+        if self._t0_s is None:
+            self._t0_s = self.clock() - len(frame) / SAMPLE_RATE_HZ
         self.samples += len(frame)
-        self._frame_end_s = self.clock()
         for det in self.wake.process(frame):
             self.emit("wake", name=det.name, score=round(det.score, 3), at_s=round(self.samples / SAMPLE_RATE_HZ, 3))
             await self.engine.wake()

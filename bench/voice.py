@@ -1,0 +1,166 @@
+"""`voxlens bench voice`: voice-to-voice latency, from the true end of the user's speech to the first output sample.
+
+Each utterance is spoken by Piper after the wake phrase, played to the whole
+device in real time (wake word, Silero, streaming whisper, grammar, gRPC to an
+in-process gateway with the small model, Piper), and the turn's own timings give
+the waterfall. "True end" is the last voiced sample of the spoken utterance
+(known exactly, since we made the audio), not the VAD's estimate, so the
+endpointing delay is counted in full.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.speech import summary, voiced_bounds
+from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, resample, write_wav
+from voxlens.config import BackendConfig, Config, DeviceConfig, GatewayConfig
+
+COMMANDS = (
+    "What time is it?", "Volume up.", "Set the volume to thirty percent.", "Mute.", "Unmute.", "Take a photo.",
+    "Start recording a video.", "Stop recording.", "Set a timer for five minutes.", "How much time is left?",
+    "Cancel the timer.", "What's the date today?", "What's the battery level?", "Brightness up.",
+    "Set the brightness to fifty percent.", "Volume down.", "Never mind.", "Repeat that.",
+    "Set a timer for ten minutes called pasta.", "Turn the volume down.",
+)
+QUESTIONS = (
+    "What is the capital of France?", "Who wrote Romeo and Juliet?", "How far away is the moon?",
+    "What is the tallest mountain in the world?", "How many legs does a spider have?",
+    "What language do people speak in Brazil?", "What is the boiling point of water?",
+    "Who painted the Mona Lisa?", "What is the largest ocean?", "How many days are in a leap year?",
+    "What is photosynthesis?", "Why is the sky blue?", "What is the speed of light?",
+    "Who was the first person on the moon?", "What is the capital of Japan?", "How do bees make honey?",
+    "What is the chemical symbol for gold?", "How many planets are in the solar system?",
+    "What is the largest animal on Earth?", "Give me a synonym for happy.",
+)
+STAGES = ("endpoint", "transcript", "intent", "route", "first_token", "first_audio")
+WAKE = "Hey vox lens."
+
+
+async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: str, speak) -> dict | None:
+    from device.app import run_device
+
+    utt = speak(text)
+    start, end = voiced_bounds(utt)
+    lead = np.zeros(int(0.4 * SAMPLE_RATE_HZ), np.int16)
+    gap = np.zeros(int(0.3 * SAMPLE_RATE_HZ), np.int16)
+    tail = np.zeros(int(1.2 * SAMPLE_RATE_HZ), np.int16)
+    audio = np.concatenate([lead, wake_pcm, gap, utt, tail])
+    true_end_at_s = (len(lead) + len(wake_pcm) + len(gap) + end) / SAMPLE_RATE_HZ
+    wav = wav_dir / "utterance.wav"
+    write_wav(wav, audio, SAMPLE_RATE_HZ)
+    events: list[dict] = []
+    await run_device(cfg, models, WavSource(wav, realtime=True), MemorySink(realtime=False),
+                     emit=events.append, linger_s=30.0)
+    ends = [e for e in events if e["event"] == "speech_end"]
+    turns = [e for e in events if e["event"] == "turn"]
+    if not ends or not turns:
+        return {"text": text, "ok": False, "why": "no wake word or no endpoint", "events": len(events)}
+    # The turn's timings are measured from the VAD's end of speech; shift them to the true end.
+    shift_ms = (ends[0]["at_s"] - true_end_at_s) * 1000
+    timings = {k: round(v + shift_ms, 1) for k, v in turns[0]["timings_ms"].items()}
+    heard = next((e["text"] for e in events if e["event"] == "transcript_final"), "")
+    return {"text": text, "heard": heard, "ok": "first_audio" in timings, "kind": turns[0]["kind"],
+            "route": turns[0]["route"], "outcome": turns[0]["outcome"], "timings_ms": timings,
+            "vad_minus_true_end_ms": round(shift_ms, 1)}
+
+
+def _waterfall_png(result: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 2.8))
+    colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd"]
+    for row, kind in enumerate(("commands", "questions")):
+        stages = result[kind]["stages_p50_ms"]
+        prev = 0.0
+        for i, stage in enumerate(STAGES):
+            at = stages.get(stage)
+            if at is None or at < prev:
+                continue
+            ax.barh(row, at - prev, left=prev, color=colors[i], label=stage if row == 0 or kind == "questions" else None)
+            prev = at
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), ncol=6, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.3))
+    ax.set_yticks([0, 1], ["commands", "questions (small model)"])
+    ax.set_xlabel("ms after the true end of speech (p50 of each stage's completion)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+async def _bench(args: argparse.Namespace) -> dict:
+    from device.app import load_models
+    from gateway.server import start_gateway
+
+    cfg = Config()
+    cfg = replace(cfg, gateway=replace(cfg.gateway, host="127.0.0.1",
+                                       small=replace(cfg.gateway.small, max_tokens=48),
+                                       big=BackendConfig(kind="none")))
+    models = await asyncio.to_thread(load_models, cfg)
+    gw = await start_gateway(cfg.gateway, cfg.tools, cfg.router, port=0)
+    cache: dict[str, np.ndarray] = {}
+
+    def speak(text: str) -> np.ndarray:
+        if text not in cache:
+            cache[text] = resample(models.tts.synthesize(text), models.tts.sample_rate_hz, SAMPLE_RATE_HZ)
+        return cache[text]
+
+    wake_pcm = speak(WAKE)
+    n = 4 if args.quick else 20
+    result: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_start": list(os.getloadavg())}}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            device_cfg = replace(cfg, device=DeviceConfig(gateway=f"127.0.0.1:{gw.port}", media_dir=f"{tmp}/media",
+                                                          follow_up_s=0.5))
+            for kind, texts in (("commands", COMMANDS[:n]), ("questions", QUESTIONS[:n])):
+                rows = []
+                for text in texts:
+                    row = await _one(device_cfg, models, Path(tmp), wake_pcm, text, speak)
+                    rows.append(row)
+                    first = row.get("timings_ms", {}).get("first_audio")
+                    print(f"  {kind[:-1]:8} {text:45} -> {row.get('heard', '')!r:50} "
+                          f"{'%6.0f ms' % first if first is not None else 'no audio'}", flush=True)
+                ok = [r for r in rows if r["ok"]]
+                result[kind] = {
+                    "n": len(rows), "ok": len(ok),
+                    "voice_to_voice_ms": summary([r["timings_ms"]["first_audio"] for r in ok]),
+                    "stages_p50_ms": {s: round(float(np.percentile([r["timings_ms"][s] for r in ok if s in r["timings_ms"]], 50)), 1)
+                                      for s in STAGES if any(s in r["timings_ms"] for r in ok)},
+                    "utterances": rows,
+                }
+    finally:
+        await gw.stop(0.5)
+    result["machine"]["load_avg_end"] = list(os.getloadavg())
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    result = asyncio.run(_bench(args))
+    result["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    print(f"\nvoxlens bench voice ({result['machine']['cpus']} CPUs, load avg {result['machine']['load_avg_start'][0]:.1f})")
+    print("voice-to-voice = true end of speech -> first output sample; stages = when each stage completed (p50, ms)")
+    print(f"{'':10} {'n ok':>6} {'p50':>7} {'p90':>7}   " + " ".join(f"{s:>11}" for s in STAGES))
+    for kind, target in (("commands", 200), ("questions", 500)):
+        r = result[kind]
+        v = r["voice_to_voice_ms"]
+        print(f"{kind:10} {r['ok']:>3}/{r['n']:<2} {v['p50']:>7} {v['p90']:>7}   "
+              + " ".join(f"{r['stages_p50_ms'].get(s, float('nan')):>11}" for s in STAGES) + f"   (target p50 <= {target} ms)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    png = out.with_suffix(".png")
+    _waterfall_png(result, png)
+    print(f"wrote {out} and {png} in {result['elapsed_s']} s")
+    return 0

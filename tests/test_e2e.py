@@ -1,0 +1,142 @@
+"""End to end: WAV in, WAV out. Real wake word, Silero, whisper, Piper, grammar, gRPC on loopback and the small LLM.
+
+Each test speaks a script with Piper, plays it to the device in real time (as a
+microphone would), and checks what the device did and what it said (whisper
+transcribes the device's output).
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.app import DeviceModels, run_device
+from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, resample, write_wav
+from voxlens.config import Config, DeviceConfig, GatewayConfig, RouterConfig, ToolsConfig
+
+WAKE = "Hey vox lens."
+
+
+@pytest.fixture(scope="session")
+def device_models(stt, tts, silero) -> DeviceModels:
+    from device.wakeword import WakeWordDetector
+
+    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=WakeWordDetector(["hey-vox-lens"]))
+
+
+@pytest.fixture(scope="session")
+async def gateway(small_backend, open_meteo):
+    from gateway.server import start_gateway
+
+    tools = ToolsConfig(geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url)
+    gw = await start_gateway(GatewayConfig(host="127.0.0.1"), tools, RouterConfig(), port=0,
+                             backends={"small": small_backend, "big": None})
+    yield gw
+    await gw.stop(0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _script(speak, *parts: str | float) -> np.ndarray:
+    """Spoken lines (str) and silences (float seconds) at 16 kHz."""
+    pieces = [speak(p) if isinstance(p, str) else np.zeros(int(p * SAMPLE_RATE_HZ), np.int16) for p in parts]
+    return np.concatenate(pieces).astype(np.int16)
+
+
+async def _run(tmp_path: Path, models: DeviceModels, audio: np.ndarray, gateway_port: int, **device_kw):
+    wav = tmp_path / "input.wav"
+    write_wav(wav, audio, SAMPLE_RATE_HZ)
+    cfg = Config(device=DeviceConfig(gateway=f"127.0.0.1:{gateway_port}", media_dir=str(tmp_path / "media"),
+                                     follow_up_s=1.0, **device_kw))
+    events: list[dict] = []
+    sink = MemorySink(realtime=True)
+    run = await run_device(cfg, models, WavSource(wav, realtime=True), sink, emit=events.append, linger_s=20.0)
+    return run, events, sink
+
+
+def _heard(models: DeviceModels, sink: MemorySink) -> str:
+    """What the device said, as whisper hears it."""
+    assert sink.samples_written > 0, "the device played nothing"
+    audio = resample(sink.audio, sink.rate_hz, SAMPLE_RATE_HZ)
+    return models.stt.transcribe(audio).text.lower()
+
+
+def _of(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["event"] == kind]
+
+
+async def test_question_goes_through_the_gateway_and_is_spoken(tmp_path, device_models, gateway, speak_16k):
+    audio = _script(speak_16k, 0.5, WAKE, 0.3, "What is the capital of France?", 1.5)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
+    assert len(_of(events, "wake")) == 1
+    (final,) = _of(events, "transcript_final")
+    assert "capital" in final["text"].lower() and "france" in final["text"].lower()
+    (route,) = _of(events, "route")
+    assert route["tier"] == "small"
+    (turn,) = _of(events, "turn")
+    assert turn["kind"] == "query" and turn["outcome"] == "ok" and len(turn["answer"].split()) >= 3
+    for stage in ("endpoint", "transcript", "intent", "route", "first_token", "first_audio"):
+        assert stage in turn["timings_ms"], f"turn timings lack {stage}: {turn['timings_ms']}"
+    heard = _heard(device_models, sink)
+    answer_words = {w for w in re.findall(r"[a-z]+", turn["answer"].lower()) if len(w) > 3}
+    assert answer_words & set(re.findall(r"[a-z]+", heard)), f"spoken output {heard!r} does not carry the answer {turn['answer']!r}"
+
+
+async def test_timer_fires_with_alarm_and_spoken_notice(tmp_path, device_models, gateway, speak_16k):
+    audio = _script(speak_16k, 0.5, WAKE, 0.3, "Set a timer for two seconds.", 1.0)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
+    (turn,) = _of(events, "turn")
+    assert turn["kind"] == "command" and turn["route"] == "device"
+    (fired,) = _of(events, "timer_fired")
+    assert fired["duration_s"] == 2
+    heard = _heard(device_models, sink)
+    assert heard.count("timer") >= 2, f"expected the confirmation and the notice in {heard!r}"
+
+
+async def test_weather_intent_reaches_the_gateway_and_the_temperature_is_spoken(tmp_path, device_models, gateway,
+                                                                               open_meteo, speak_16k):
+    before = len(open_meteo.requests)
+    audio = _script(speak_16k, 0.5, WAKE, 0.3, "What's the weather in Paris?", 1.5)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
+    (turn,) = _of(events, "turn")
+    assert turn["kind"] == "intent" and turn["name"] == "weather"
+    paths = [path for path, _ in open_meteo.requests[before:]]
+    assert "/v1/search" in paths and "/v1/forecast" in paths
+    assert "21" in turn["answer"], turn["answer"]
+    heard = _heard(device_models, sink)
+    assert "21" in heard or "twenty" in heard, f"the temperature is not in what was spoken: {heard!r}"
+
+
+async def test_wake_word_barges_in_and_cancels_the_turn_at_the_gateway(tmp_path, device_models, gateway, speak_16k):
+    cancelled_before = gateway.metrics.turns.labels(finish_reason="cancelled")._value.get()
+    audio = _script(speak_16k, 0.5, WAKE, 0.3, "Tell me a long story about a lighthouse keeper.", 2.2, WAKE, 2.5)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
+    assert len(_of(events, "wake")) == 2
+    (barge,) = _of(events, "barge_in")
+    assert barge["reason"] == "wake word" and barge["turn_id"], barge
+    first_turn = _of(events, "turn")[0]
+    assert first_turn["outcome"] == "cancelled"
+    for _ in range(40):  # the Cancel travels asynchronously: give it up to 2 s
+        if gateway.metrics.turns.labels(finish_reason="cancelled")._value.get() > cancelled_before:
+            break
+        await asyncio.sleep(0.05)
+    assert gateway.metrics.turns.labels(finish_reason="cancelled")._value.get() > cancelled_before
+
+
+async def test_gateway_down_speaks_the_offline_message_and_commands_still_work(tmp_path, device_models, speak_16k):
+    audio = _script(speak_16k, 0.5, WAKE, 0.3, "What is the capital of France?", 3.0, WAKE, 0.3, "Volume up.", 1.5)
+    run, events, sink = await _run(tmp_path, device_models, audio, _free_port())
+    turns = _of(events, "turn")
+    assert [t["outcome"] for t in turns] == ["offline", "ok"], turns
+    assert turns[1]["kind"] == "command" and run.platform.volume() > 60
+    heard = _heard(device_models, sink)
+    assert "reach" in heard and "volume" in heard, heard
