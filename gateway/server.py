@@ -126,8 +126,10 @@ class AssistantService(pb_grpc.AssistantServicer):
                                      f"turn exceeded its deadline of {deadline_s:.1f} s (gateway.turn_deadline_s)",
                                      "That took too long. Please try again.", True))
             await ctx.emit(msg.end(ctx.turn_id, "error", ctx.timings, ctx.tokens_in, ctx.tokens_out))
+            self.metrics.turns.labels("error").inc()
         except asyncio.CancelledError:
             ctx.timings.add("total", ctx.start_s)
+            self.metrics.turns.labels("cancelled").inc()
             await ctx.emit(msg.end(ctx.turn_id, "cancelled", ctx.timings, ctx.tokens_in, ctx.tokens_out))
         except Exception as exc:  # noqa: BLE001 - one broken turn must not take the stream down
             log.exception("turn %s failed", ctx.turn_id)
@@ -135,6 +137,7 @@ class AssistantService(pb_grpc.AssistantServicer):
             await ctx.emit(msg.error(ctx.turn_id, "INTERNAL", f"gateway bug: {type(exc).__name__}: {exc}; see the gateway log",
                                      "Sorry, something went wrong.", True))
             await ctx.emit(msg.end(ctx.turn_id, "error", ctx.timings, ctx.tokens_in, ctx.tokens_out))
+            self.metrics.turns.labels("error").inc()
         finally:
             self.limits.end_turn(device)
             tasks.pop(ctx.turn_id, None)

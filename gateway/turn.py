@@ -128,6 +128,7 @@ class TurnRunner:
             finish = await self._free_turn(ctx, tier, reason)
         ctx.timings.add("total", ctx.start_s)
         self.metrics.turn_ms.labels(ctx.tier).observe(ctx.timings.get("total").duration_ms)
+        self.metrics.turns.labels(finish).inc()
         await emit(msg.end(ctx.turn_id, finish, ctx.timings, ctx.tokens_in, ctx.tokens_out))
 
     async def fail(self, ctx: TurnContext, code: str, message: str, spoken: str, retryable: bool) -> str:
