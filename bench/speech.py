@@ -87,13 +87,14 @@ def bench_stt_accuracy(stt, clips, out: dict) -> list[list]:
                        ("short window + command prompt", SttConfig(initial_prompt=COMMAND_PROMPT))):
         model = stt.with_config(cfg)
         model.transcribe(clips[0][1])  # warm-up
+        fallbacks_before = stt.fallbacks
         hyps, times = [], []
         for _, audio, _ in clips:
             t0 = time.perf_counter()
             hyps.append(model.transcribe(audio).text)
             times.append((time.perf_counter() - t0) * 1000)
         row = {"wer": round(wer(refs, hyps), 4), "rtf": round(sum(times) / 1000 / audio_s, 4),
-               "latency_ms": summary(times), "hypotheses": hyps}
+               "latency_ms": summary(times), "fallbacks_to_30s": stt.fallbacks - fallbacks_before, "hypotheses": hyps}
         out[label] = row
         rows.append([f"STT {label}", f"WER {row['wer']:.1%}", f"RTF {row['rtf']:.3f}",
                      f"p50 {row['latency_ms']['p50']:.0f} ms / p90 {row['latency_ms']['p90']:.0f} ms per clip"])
