@@ -180,8 +180,13 @@ class MicrophoneSource:
                 log.debug("microphone status: %s", status)
             loop.call_soon_threadsafe(put, indata[:, 0].copy())
 
-        stream = sd.InputStream(samplerate=SAMPLE_RATE_HZ, blocksize=FRAME_SAMPLES, channels=1,
-                                dtype="int16", device=self.device, callback=callback)
+        try:
+            stream = sd.InputStream(samplerate=SAMPLE_RATE_HZ, blocksize=FRAME_SAMPLES, channels=1,
+                                    dtype="int16", device=self.device, callback=callback)
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioDeviceError(f"cannot open microphone {self.device or '(default)'}: {exc}; "
+                                   "list devices with `python -m sounddevice`, set [audio] input_device, "
+                                   "or run headless with --input F.wav") from None
         with stream:
             while True:
                 yield await queue.get()
@@ -269,7 +274,12 @@ class SpeakerSink:
             pcm = float_to_int16(pcm)
         if self._stream is None or self._rate_hz != rate_hz:
             self.close()
-            self._stream = sd.OutputStream(samplerate=rate_hz, channels=1, dtype="int16", device=self.device)
+            try:
+                self._stream = sd.OutputStream(samplerate=rate_hz, channels=1, dtype="int16", device=self.device)
+            except (sd.PortAudioError, ValueError) as exc:
+                raise AudioDeviceError(f"cannot open speaker {self.device or '(default)'}: {exc}; "
+                                       "list devices with `python -m sounddevice`, set [audio] output_device, "
+                                       "or write a file with -o F.wav") from None
             self._stream.start()
             self._rate_hz = rate_hz
         generation = self._generation

@@ -80,7 +80,12 @@ class SpeechToText:
         self.multilingual: bool = self.model.model.is_multilingual
         self._tokenizer_cls = Tokenizer
         self._lock = threading.Lock()
-        self.fallbacks = 0   # short-window decodes redone with the 30 s window
+        self._counts = {"fallbacks": 0}   # shared with with_config() clones
+
+    @property
+    def fallbacks(self) -> int:
+        """Short-window decodes that looped and were redone with the 30 s window."""
+        return self._counts["fallbacks"]
 
     def with_config(self, cfg: SttConfig) -> "SpeechToText":
         """The same loaded model with other settings (benchmarks compare options without loading twice)."""
@@ -154,7 +159,7 @@ class SpeechToText:
             # The short window's failure mode is a decoder loop ("Repeat that. Repeat that. ..."):
             # decode this one again with Whisper's full 30 s window, like Whisper's own fallback.
             log.debug("short-window decode looped (%r); falling back to the 30 s window", text)
-            self.fallbacks += 1
+            self._counts["fallbacks"] += 1
             return self._transcribe_stock(audio, prompt)
         return text, language, prob
 

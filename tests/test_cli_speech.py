@@ -11,7 +11,7 @@ from voxlens.cli import main
 
 def test_say_transcribe_listen(tmp_path, capsys, speak_16k):
     out = tmp_path / "said.wav"
-    assert main(["say", "Volume up. Take a photo please.", "-o", str(out), "--json"]) == 0
+    assert main(["say", "Turn the brightness down. Take a photo please.", "-o", str(out), "--json"]) == 0
     said = json.loads(capsys.readouterr().out)
     assert said["rate_hz"] == 22050 and said["samples"] > 22050 and "tts.first_audio" in said["timings"]
 
@@ -20,7 +20,7 @@ def test_say_transcribe_listen(tmp_path, capsys, speak_16k):
     assert main(["transcribe", str(out), str(bad), "--json"]) == 1      # one bad file does not stop the others
     captured = capsys.readouterr()
     row = json.loads(captured.out.strip())
-    assert {"volume", "photo"} <= set(row["text"].lower().replace(".", " ").replace(",", " ").split())
+    assert {"brightness", "photo"} <= set(row["text"].lower().replace(".", " ").replace(",", " ").split())
     assert row["language"] == "en" and row["timings"]["stt.transcribe"] > 0 and "audio.read" in row["timings"]
     assert "notes.wav" in captured.err and "not a WAV" in captured.err
 

@@ -43,13 +43,16 @@ def run(endpointer: Endpointer, pcm: np.ndarray):
 
 
 def test_streaming_state_matches_whole_file(silero, speak_16k):
-    """Frame-by-frame with carried state gives the same probabilities as one pass over all windows."""
+    """Frame-by-frame with carried state gives the probabilities faster-whisper's own batched run gives."""
+    from faster_whisper.vad import SileroVADModel
+    from models.catalog import resolve
+
     pcm = speak_16k(PHRASES[0])
     silero.reset()
     streamed = [p for f in split_frames(pcm) for p in silero.probs(f)]
-    silero.reset()
-    whole = silero.probs(pcm[: len(pcm) // 512 * 512])
-    assert len(streamed) >= len(whole) and np.allclose(streamed[: len(whole)], whole, atol=1e-4)
+    audio = pcm[: len(pcm) // 512 * 512].astype(np.float32) / 32768
+    whole = np.ravel(SileroVADModel(str(resolve("silero-vad")))(audio))
+    assert len(streamed) >= len(whole) and np.allclose(streamed[: len(whole)], whole, atol=2e-3)
     assert max(whole) > 0.9 and silero.prob(np.zeros(FRAME_SAMPLES, np.int16)) < 0.2
 
 
