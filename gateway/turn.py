@@ -20,7 +20,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.router import BIG, SMALL, RouteInput, route
 from gateway.tools.base import ToolError, ToolResult
 from gateway.tools.calculator import calculate
-from gateway.tools.parse import looks_like_tool_call, parse_tool_call
+from gateway.tools.parse import is_json_like, looks_like_tool_call, parse_tool_call
 from gateway.tools.registry import STATUS, Toolbox
 from gateway.tools.weather import Place
 from protos import assistant_pb2 as pb
@@ -31,6 +31,8 @@ Emit = Callable[[pb.GatewayMessage], Awaitable[None]]
 INTENT_TOOLS = {"weather": "weather", "time_in_city": "time"}
 PHRASED_TOOLS = {"weather", "time"}  # a calculator result reads best as the template says it
 PHRASE_MAX_TOKENS = 48
+TOOL_CALL_MIN_TOKENS = 48  # room for a tool call written as JSON
+SPOKEN_UNSURE = "Sorry, I'm not sure how to answer that."
 SPOKEN_NO_MODEL = "I can't reach a language model right now. Please try again soon."
 
 
@@ -211,7 +213,8 @@ class TurnRunner:
         system = prompts.system_prompt(place, q.context.time_zone, tools_in_text=wants_tools and not native)
         messages = [{"role": "system", "content": system}, *self.memory.history(q.conversation_id),
                     {"role": "user", "content": q.text}, *(extra or [])]
-        return ChatRequest(messages, max_tokens=backend.max_tokens, temperature=backend.temperature, tools=self.toolbox.schemas() if native and not extra else None)
+        max_tokens = max(backend.max_tokens, TOOL_CALL_MIN_TOKENS) if wants_tools and not extra else backend.max_tokens
+        return ChatRequest(messages, max_tokens=max_tokens, temperature=backend.temperature, tools=self.toolbox.schemas() if native and not extra else None)
 
     async def _free_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
         q = ctx.query
@@ -249,6 +252,10 @@ class TurnRunner:
             return outcome
         call = outcome.tool_call
         result = await self._run_tool(ctx, call.name, call.arguments)
+        if call.name != "web_search":  # facts with a template: phrase them briefly, numbers checked
+            text = await self._phrase(ctx, tier, result) if call.name in PHRASED_TOOLS else result.summary
+            await ctx.emit(msg.delta(ctx.turn_id, text))
+            return Outcome(text=text)
         extra = [{"role": "assistant", "content": f'{{"name": "{call.name}"}}'}, prompts.tool_followup(result)]
         try:
             again = await self._stream(ctx, tier, backend, self._request(ctx, backend, extra))
@@ -306,8 +313,10 @@ class TurnRunner:
         self.metrics.tokens.labels(tier, "out").inc(out.tokens_out)
         if held and out.tool_call is None:
             out.tool_call = parse_tool_call(out.text, self.toolbox.names)
-            if out.tool_call is None:  # JSON-looking text that is no tool call: it is the answer
-                await ctx.emit(msg.delta(ctx.turn_id, "".join(held)))
+            if out.tool_call is None:  # no known tool: speak it unless it is raw JSON
+                spoken = SPOKEN_UNSURE if is_json_like(out.text) else "".join(held)
+                out.text = spoken
+                await ctx.emit(msg.delta(ctx.turn_id, spoken))
         if out.tool_call is not None:
             out.text = ""
         ctx.timings.add(f"generate.{tier}", started)

@@ -109,3 +109,14 @@ async def test_turn_deadline_and_metrics(small_backend, open_meteo):
         assert "Slowtown" not in text
     finally:
         await gw.stop(0.5)
+
+
+async def test_free_text_question_uses_the_tool_the_small_model_writes_as_json(gateway):
+    turn = await one_turn(gateway.port, query("ft", "What time is it in Tokyo?"))
+    assert turn.routes[0].tier == pb.TIER_SMALL, turn.text
+    assert [(t.tool, t.phase) for t in turn.of("tool")] == [("time", pb.ToolEvent.PHASE_STARTED),
+                                                            ("time", pb.ToolEvent.PHASE_FINISHED)]
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    assert datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%H") in turn.text and "{" not in turn.text
