@@ -152,7 +152,8 @@ class TurnRunner:
                                                 time_zone=ctx.query.context.time_zone)
         except ToolError as exc:
             self.metrics.tool_calls.labels(name, "failed").inc()
-            log.warning("tool %s failed: %s", name, exc)
+            log.warning("tool %s failed with %s", name, exc.code)  # the detail may hold user text: debug only
+            log.debug("tool %s failure detail: %s", name, exc)
             await ctx.emit(msg.tool(ctx.turn_id, name, "failed", exc.spoken))
             raise
         self.metrics.tool_calls.labels(name, "ok").inc()
