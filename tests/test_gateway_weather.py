@@ -120,3 +120,11 @@ async def test_free_text_question_uses_the_tool_the_small_model_writes_as_json(g
     from zoneinfo import ZoneInfo
 
     assert datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%H") in turn.text and "{" not in turn.text
+
+
+async def test_weather_without_a_city_uses_the_device_location(gateway, open_meteo):
+    before = len(open_meteo.requests)
+    turn = await one_turn(gateway.port, query("loc", "what's the weather", intent="weather", slots={"day": "now"}))
+    new = open_meteo.requests[before:]
+    assert [p for p, _ in new] == ["/v1/forecast"]  # no geocoding: the device sent its coordinates
+    assert new[0][1]["latitude"] == "48.85341" and "21" in turn.text
