@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -31,6 +32,7 @@ Emit = Callable[[pb.GatewayMessage], Awaitable[None]]
 INTENT_TOOLS = {"weather": "weather", "time_in_city": "time"}
 PHRASED_TOOLS = {"weather", "time"}  # a calculator result reads best as the template says it
 PHRASE_MAX_TOKENS = 48
+PHRASE_TIMEOUT_S = 10.0  # then the template answers: a slow model must not hold a known fact back
 TOOL_CALL_MIN_TOKENS = 48  # room for a tool call written as JSON
 SPOKEN_UNSURE = "Sorry, I'm not sure how to answer that."
 SPOKEN_NO_MODEL = "I can't reach a language model right now. Please try again soon."
@@ -170,15 +172,19 @@ class TurnRunner:
         try:
             result = await self._run_tool(ctx, tool, slots)
         except ToolError as exc:
-            if exc.code in ("NOT_FOUND", "INVALID_ARGUMENT"):  # an answer, not a failure: say it
-                await ctx.emit(msg.delta(ctx.turn_id, exc.spoken))
-                self.memory.remember(query.conversation_id, query.text, exc.spoken)
-                return "stop"
-            return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
+            return await self._tool_failed(ctx, exc)
         text = await self._phrase(ctx, tier, result) if backend else result.summary
         await ctx.emit(msg.delta(ctx.turn_id, text))
         self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots)
         return "stop"
+
+    async def _tool_failed(self, ctx: TurnContext, exc: ToolError) -> str:
+        """An unknown city or a bad expression is an answer (say it); a broken service is an Error."""
+        if exc.code in ("NOT_FOUND", "INVALID_ARGUMENT"):
+            await ctx.emit(msg.delta(ctx.turn_id, exc.spoken))
+            self.memory.remember(ctx.query.conversation_id, ctx.query.text, exc.spoken)
+            return "stop"
+        return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
 
     async def _phrase(self, ctx: TurnContext, tier: str, result: ToolResult) -> str:
         """The model phrases the facts; the template answers if it fails, stalls or changes a number."""
@@ -190,8 +196,8 @@ class TurnRunner:
         parts: list[str] = []
         try:
             with ctx.timings.measure("phrase"):
-                async with asyncio.timeout(10.0):
-                    async for chunk in backend.stream(request):
+                async with asyncio.timeout(PHRASE_TIMEOUT_S), aclosing(backend.stream(request)) as stream:
+                    async for chunk in stream:
                         parts.append(chunk.text)
                         ctx.tokens_in += chunk.tokens_in
                         ctx.tokens_out += chunk.tokens_out
@@ -215,7 +221,8 @@ class TurnRunner:
         messages = [{"role": "system", "content": system}, *self.memory.history(q.conversation_id),
                     {"role": "user", "content": q.text}, *(extra or [])]
         max_tokens = max(backend.max_tokens, TOOL_CALL_MIN_TOKENS) if wants_tools and not extra else backend.max_tokens
-        return ChatRequest(messages, max_tokens=max_tokens, temperature=backend.temperature, tools=self.toolbox.schemas() if native and not extra else None)
+        tools = self.toolbox.schemas() if native and not extra else None
+        return ChatRequest(messages, max_tokens=max_tokens, temperature=backend.temperature, tools=tools)
 
     async def _free_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
         q = ctx.query
@@ -240,7 +247,7 @@ class TurnRunner:
             except BackendError as exc:  # broke after output started: nothing to fail over to cleanly
                 return await self.fail(ctx, "UNAVAILABLE", str(exc), "Sorry, I lost my train of thought.", True)
             except ToolError as exc:
-                return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
+                return await self._tool_failed(ctx, exc)
             self.memory.remember(q.conversation_id, q.text, outcome.text)
             return outcome.finish
         return await self.fail(ctx, "UNAVAILABLE", f"no model tier could answer: {last_error or 'none configured'}; "
