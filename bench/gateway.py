@@ -56,10 +56,26 @@ def _query(turn_id: str, text: str = "hello there", route: int = 0):
                                            context=pb.DeviceContext(route_preference=route)))
 
 
-async def _stream_worker(stub, idx: int, turns: int, interval_s: float, start_at: float, out: list[float],
-                         errors: list[str]) -> None:
-    from protos import assistant_pb2 as pb  # noqa: F401
+async def _one(outbox: asyncio.Queue, responses, turn_id: str, errors: list[str]) -> float | None:
+    """Send one query; return ms from send to its first TextDelta."""
+    sent = time.perf_counter()
+    await outbox.put(_query(turn_id))
+    first = None
+    while True:
+        m = await responses.__anext__()
+        kind = m.WhichOneof("payload")
+        if kind == "delta" and first is None:
+            first = time.perf_counter()
+        elif kind in ("end", "error"):
+            if kind == "error":
+                errors.append(m.error.code)
+            break
+    return None if first is None else (first - sent) * 1000.0
 
+
+async def _stream_worker(stub, idx: int, turns: int, interval_s: float, warm: asyncio.Barrier, out: list[float],
+                         errors: list[str]) -> None:
+    """Hold one stream: a warm-up turn opens it (not measured), then paced turns are measured."""
     outbox: asyncio.Queue = asyncio.Queue()
 
     async def requests():
@@ -68,24 +84,15 @@ async def _stream_worker(stub, idx: int, turns: int, interval_s: float, start_at
 
     call = stub.Converse(requests(), metadata=(("voxlens-device-id", f"bench-{idx}"),))
     responses = call.__aiter__()
-    await asyncio.sleep(max(0.0, start_at - time.perf_counter()) + random.random() * interval_s)
-    next_at = time.perf_counter()
     try:
+        await _one(outbox, responses, f"{idx}-warm", errors)
+        await warm.wait()  # every stream is open and held before measuring
+        await asyncio.sleep(random.random() * interval_s)
+        next_at = time.perf_counter()
         for n in range(turns):
-            sent = time.perf_counter()
-            await outbox.put(_query(f"{idx}-{n}"))
-            first = None
-            while True:
-                m = await responses.__anext__()
-                kind = m.WhichOneof("payload")
-                if kind == "delta" and first is None:
-                    first = time.perf_counter()
-                elif kind in ("end", "error"):
-                    if kind == "error":
-                        errors.append(m.error.code)
-                    break
-            if first is not None:
-                out.append((first - sent) * 1000.0)
+            ms = await _one(outbox, responses, f"{idx}-{n}", errors)
+            if ms is not None:
+                out.append(ms)
             next_at += interval_s
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
     finally:
@@ -100,15 +107,15 @@ async def _overhead_level(port: int, streams: int, quick: bool) -> dict[str, Any
 
     rate = min(TARGET_TURNS_PER_S, streams * 10.0)
     interval_s = streams / rate
-    turns = max(3, int((100 if quick else 400) // streams))
+    turns = max(3 if quick else 5, int((100 if quick else 400) // streams))
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(max(1, streams // 100))]
     stubs = [pb_grpc.AssistantStub(ch) for ch in channels]
     lat: list[float] = []
     errors: list[str] = []
+    warm = asyncio.Barrier(streams)
     t0 = time.perf_counter()
-    start_at = t0 + 0.5
-    await asyncio.gather(*(_stream_worker(stubs[i % len(stubs)], i, turns, interval_s, start_at, lat, errors)
+    await asyncio.gather(*(_stream_worker(stubs[i % len(stubs)], i, turns, interval_s, warm, lat, errors)
                            for i in range(streams)))
     wall_s = time.perf_counter() - t0
     for ch in channels:

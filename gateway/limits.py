@@ -32,7 +32,7 @@ class DeviceLimits:
         self._clock = clock
         self._active: dict[str, int] = {}
         self._buckets: dict[str, _Bucket] = {}
-        self.burst = max(1.0, float(getattr(cfg, "rate_burst", 0) or min(cfg.rate_per_minute, 10)))
+        self.burst = max(1.0, float(cfg.rate_burst))
 
     def check_text(self, text: str) -> None:
         if len(text) > self.cfg.max_text_chars:

@@ -56,12 +56,14 @@ class AssistantService(pb_grpc.AssistantServicer):
         tasks: dict[str, asyncio.Task] = {}
         reader = asyncio.create_task(self._read(request_iterator, context, device, out, tasks))
         try:
+            pending = None
             while True:
-                item = await out.get()
+                item = pending if pending is not None else await out.get()
+                pending = None
                 if item is _END:
                     break
-                if isinstance(item, BaseException):
-                    raise item
+                if item.WhichOneof("payload") == "delta":
+                    item, pending = _coalesce(item, out)
                 yield item
         finally:
             reader.cancel()
@@ -141,6 +143,21 @@ class AssistantService(pb_grpc.AssistantServicer):
         finally:
             self.limits.end_turn(device)
             tasks.pop(ctx.turn_id, None)
+
+
+def _coalesce(first: pb.GatewayMessage, out: asyncio.Queue) -> tuple[pb.GatewayMessage, object | None]:
+    """Merge text deltas of the same turn that are already waiting into one message.
+
+    Why: under load the writer falls behind the models; sending what is already queued as one
+    message costs no latency and saves a gRPC write per token. Returns the merged message and
+    the next queued item that could not be merged (or None)."""
+    while not out.empty():
+        nxt = out.get_nowait()
+        if nxt is not _END and nxt.turn_id == first.turn_id and nxt.WhichOneof("payload") == "delta":
+            first.delta.text += nxt.delta.text
+            continue
+        return first, nxt
+    return first, None
 
 
 @dataclass

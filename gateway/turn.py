@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -20,7 +21,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.router import BIG, SMALL, RouteInput, route
 from gateway.tools.base import ToolError, ToolResult
 from gateway.tools.calculator import calculate
-from gateway.tools.parse import looks_like_tool_call, parse_tool_call
+from gateway.tools.parse import is_json_like, looks_like_tool_call, parse_tool_call
 from gateway.tools.registry import STATUS, Toolbox
 from gateway.tools.weather import Place
 from protos import assistant_pb2 as pb
@@ -31,6 +32,9 @@ Emit = Callable[[pb.GatewayMessage], Awaitable[None]]
 INTENT_TOOLS = {"weather": "weather", "time_in_city": "time"}
 PHRASED_TOOLS = {"weather", "time"}  # a calculator result reads best as the template says it
 PHRASE_MAX_TOKENS = 48
+PHRASE_TIMEOUT_S = 10.0  # then the template answers: a slow model must not hold a known fact back
+TOOL_CALL_MIN_TOKENS = 48  # room for a tool call written as JSON
+SPOKEN_UNSURE = "Sorry, I'm not sure how to answer that."
 SPOKEN_NO_MODEL = "I can't reach a language model right now. Please try again soon."
 
 
@@ -151,7 +155,8 @@ class TurnRunner:
                                                 time_zone=ctx.query.context.time_zone)
         except ToolError as exc:
             self.metrics.tool_calls.labels(name, "failed").inc()
-            log.warning("tool %s failed: %s", name, exc)
+            log.warning("tool %s failed with %s", name, exc.code)  # the detail may hold user text: debug only
+            log.debug("tool %s failure detail: %s", name, exc)
             await ctx.emit(msg.tool(ctx.turn_id, name, "failed", exc.spoken))
             raise
         self.metrics.tool_calls.labels(name, "ok").inc()
@@ -168,15 +173,19 @@ class TurnRunner:
         try:
             result = await self._run_tool(ctx, tool, slots)
         except ToolError as exc:
-            if exc.code in ("NOT_FOUND", "INVALID_ARGUMENT"):  # an answer, not a failure: say it
-                await ctx.emit(msg.delta(ctx.turn_id, exc.spoken))
-                self.memory.remember(query.conversation_id, query.text, exc.spoken)
-                return "stop"
-            return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
+            return await self._tool_failed(ctx, exc)
         text = await self._phrase(ctx, tier, result) if backend else result.summary
         await ctx.emit(msg.delta(ctx.turn_id, text))
         self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots)
         return "stop"
+
+    async def _tool_failed(self, ctx: TurnContext, exc: ToolError) -> str:
+        """An unknown city or a bad expression is an answer (say it); a broken service is an Error."""
+        if exc.code in ("NOT_FOUND", "INVALID_ARGUMENT"):
+            await ctx.emit(msg.delta(ctx.turn_id, exc.spoken))
+            self.memory.remember(ctx.query.conversation_id, ctx.query.text, exc.spoken)
+            return "stop"
+        return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
 
     async def _phrase(self, ctx: TurnContext, tier: str, result: ToolResult) -> str:
         """The model phrases the facts; the template answers if it fails, stalls or changes a number."""
@@ -188,8 +197,8 @@ class TurnRunner:
         parts: list[str] = []
         try:
             with ctx.timings.measure("phrase"):
-                async with asyncio.timeout(10.0):
-                    async for chunk in backend.stream(request):
+                async with asyncio.timeout(PHRASE_TIMEOUT_S), aclosing(backend.stream(request)) as stream:
+                    async for chunk in stream:
                         parts.append(chunk.text)
                         ctx.tokens_in += chunk.tokens_in
                         ctx.tokens_out += chunk.tokens_out
@@ -212,7 +221,9 @@ class TurnRunner:
         system = prompts.system_prompt(place, q.context.time_zone, tools_in_text=wants_tools and not native)
         messages = [{"role": "system", "content": system}, *self.memory.history(q.conversation_id),
                     {"role": "user", "content": q.text}, *(extra or [])]
-        return ChatRequest(messages, max_tokens=backend.max_tokens, temperature=backend.temperature, tools=self.toolbox.schemas() if native and not extra else None)
+        max_tokens = max(backend.max_tokens, TOOL_CALL_MIN_TOKENS) if wants_tools and not extra else backend.max_tokens
+        tools = self.toolbox.schemas() if native and not extra else None
+        return ChatRequest(messages, max_tokens=max_tokens, temperature=backend.temperature, tools=tools)
 
     async def _free_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
         q = ctx.query
@@ -237,7 +248,7 @@ class TurnRunner:
             except BackendError as exc:  # broke after output started: nothing to fail over to cleanly
                 return await self.fail(ctx, "UNAVAILABLE", str(exc), "Sorry, I lost my train of thought.", True)
             except ToolError as exc:
-                return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
+                return await self._tool_failed(ctx, exc)
             self.memory.remember(q.conversation_id, q.text, outcome.text)
             return outcome.finish
         return await self.fail(ctx, "UNAVAILABLE", f"no model tier could answer: {last_error or 'none configured'}; "
@@ -250,6 +261,10 @@ class TurnRunner:
             return outcome
         call = outcome.tool_call
         result = await self._run_tool(ctx, call.name, call.arguments)
+        if call.name != "web_search":  # facts with a template: phrase them briefly, numbers checked
+            text = await self._phrase(ctx, tier, result) if call.name in PHRASED_TOOLS else result.summary
+            await ctx.emit(msg.delta(ctx.turn_id, text))
+            return Outcome(text=text)
         extra = [{"role": "assistant", "content": f'{{"name": "{call.name}"}}'}, prompts.tool_followup(result)]
         try:
             again = await self._stream(ctx, tier, backend, self._request(ctx, backend, extra))
@@ -307,8 +322,10 @@ class TurnRunner:
         self.metrics.tokens.labels(tier, "out").inc(out.tokens_out)
         if held and out.tool_call is None:
             out.tool_call = parse_tool_call(out.text, self.toolbox.names)
-            if out.tool_call is None:  # JSON-looking text that is no tool call: it is the answer
-                await ctx.emit(msg.delta(ctx.turn_id, "".join(held)))
+            if out.tool_call is None:  # no known tool: speak it unless it is raw JSON
+                spoken = SPOKEN_UNSURE if is_json_like(out.text) else "".join(held)
+                out.text = spoken
+                await ctx.emit(msg.delta(ctx.turn_id, spoken))
         if out.tool_call is not None:
             out.text = ""
         ctx.timings.add(f"generate.{tier}", started)

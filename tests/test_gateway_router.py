@@ -13,7 +13,7 @@ from gateway.memory import ConversationMemory
 from gateway.router import BIG, RULES, SMALL, Route, RouteInput, route
 from gateway.tools.base import ToolError
 from gateway.tools.calculator import calculate
-from gateway.tools.parse import looks_like_tool_call, parse_tool_call
+from gateway.tools.parse import is_json_like, looks_like_tool_call, parse_tool_call
 from gateway.tools.time import time_in_city
 from voxlens.config import GatewayConfig, RouterConfig, replace
 
@@ -156,6 +156,8 @@ def test_calculator_refuses_unsafe_or_invalid(text):
     '{"name": "weather", "arguments": {"city": "Oslo"}}',
     '```json\n{"name": "weather", "arguments": {"city": "Oslo"}}\n```',
     'Sure! <tool_call>{"name": "weather", "parameters": {"city": "Oslo"}}</tool_call>',
+    '{"name": "get_weather(Oslo)", "arguments": {"city": "Oslo"}}',
+    '{"name": "weather", "arguments": {"city": "Oslo", "day": "tom',  # cut short by the token limit
     '[{"type": "function", "function": {"name": "weather", "arguments": "{\\"city\\": \\"Oslo\\"}"}}]',
 ])
 def test_tool_call_written_as_text_is_parsed(text):
@@ -167,6 +169,7 @@ def test_text_that_is_not_a_known_tool_call_stays_text():
     assert parse_tool_call('{"name": "rm_rf", "arguments": {}}', ["weather"]) is None
     assert parse_tool_call("Paris is the capital of France.", ["weather"]) is None
     assert looks_like_tool_call("  ```") and not looks_like_tool_call("Paris")
+    assert is_json_like('{"name": "rm_rf", "argu') and not is_json_like("Paris is lovely.")
 
 
 async def test_time_in_city_from_zoneinfo_and_device_zone():

@@ -64,7 +64,7 @@ async def test_no_token_is_unauthenticated(gateway):
     for token in ("", "not-a-device"):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await one_turn(gateway.port, query("t2", "hello"), token=token)
-        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED, (exc.value.code(), exc.value.details())
         assert "token" in exc.value.details() and "not-a-device" not in exc.value.details()
 
 

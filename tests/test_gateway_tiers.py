@@ -60,3 +60,40 @@ async def test_complex_question_routes_big_on_auto(gateway):
     turn = await one_turn(gateway.port, query("cx", "Explain why the sea is salty."))
     assert (turn.routes[0].tier, turn.routes[0].reason) == (pb.TIER_BIG, "complex_query")
     assert turn.text
+
+
+async def test_cancel_on_the_big_tier_closes_the_http_stream_so_the_server_stops(gateway, big_server):
+    import grpc
+
+    from protos import assistant_pb2_grpc as pb_grpc
+
+    big = gateway.backends["big"]
+    big.max_tokens = 300
+    log_start = len(big_server.log_path.read_text(errors="replace"))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            outbox: asyncio.Queue = asyncio.Queue()
+
+            async def requests():
+                while (item := await outbox.get()) is not None:
+                    yield item
+
+            call = pb_grpc.AssistantStub(channel).Converse(requests(), timeout=60)
+            await outbox.put(query("bc", "Count from 1 to 200, separated by commas.", route=BIG))
+            deltas, end = 0, None
+            async for m in call:
+                if m.WhichOneof("payload") == "delta":
+                    deltas += 1
+                    if deltas == 3:
+                        await outbox.put(pb.DeviceMessage(cancel=pb.Cancel(turn_id="bc")))
+                elif m.WhichOneof("payload") == "end":
+                    end = m.end
+                    await outbox.put(None)
+    finally:
+        big.max_tokens = 12
+    assert end.finish_reason == pb.TurnEnd.FINISH_REASON_CANCELLED
+    for _ in range(50):  # the server logs the disconnect when it stops the generation
+        if "Disconnected from client" in big_server.log_path.read_text(errors="replace")[log_start:]:
+            break
+        await asyncio.sleep(0.1)
+    assert "Disconnected from client" in big_server.log_path.read_text(errors="replace")[log_start:]

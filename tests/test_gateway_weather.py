@@ -109,3 +109,22 @@ async def test_turn_deadline_and_metrics(small_backend, open_meteo):
         assert "Slowtown" not in text
     finally:
         await gw.stop(0.5)
+
+
+async def test_free_text_question_uses_the_tool_the_small_model_writes_as_json(gateway):
+    turn = await one_turn(gateway.port, query("ft", "What time is it in Tokyo?"))
+    assert turn.routes[0].tier == pb.TIER_SMALL, turn.text
+    assert [(t.tool, t.phase) for t in turn.of("tool")] == [("time", pb.ToolEvent.PHASE_STARTED),
+                                                            ("time", pb.ToolEvent.PHASE_FINISHED)]
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    assert datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%H") in turn.text and "{" not in turn.text
+
+
+async def test_weather_without_a_city_uses_the_device_location(gateway, open_meteo):
+    before = len(open_meteo.requests)
+    turn = await one_turn(gateway.port, query("loc", "what's the weather", intent="weather", slots={"day": "now"}))
+    new = open_meteo.requests[before:]
+    assert [p for p, _ in new] == ["/v1/forecast"]  # no geocoding: the device sent its coordinates
+    assert new[0][1]["latitude"] == "48.85341" and "21" in turn.text

@@ -143,7 +143,8 @@ class GatewayConfig:
     max_message_bytes: int = 64 * 1024
     max_text_chars: int = 2000
     max_turns_per_device: int = 2
-    rate_per_minute: int = 60
+    rate_per_minute: int = 60        # per device, token bucket; 0: no rate limit
+    rate_burst: int = 10             # turns a device may send back to back before the rate applies
     turn_deadline_s: float = 30.0
     history_turns: int = 8
     history_ttl_s: float = 600.0

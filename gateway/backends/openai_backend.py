@@ -64,10 +64,22 @@ class OpenAIBackend:
             kwargs["tools"] = request.tools
         return await self._client.chat.completions.create(**kwargs)
 
+    async def _open_with_fallback(self, request: ChatRequest) -> Any:
+        """Open the stream; a server that rejects "tools" (400) is asked again without them, and remembered."""
+        try:
+            return await self._open(request)
+        except openai.BadRequestError:
+            if not (request.tools and self.native_tools):
+                raise
+            log.warning("%s tier rejected native tools; sending tool instructions as text from now on", self.tier_name)
+            self.native_tools = False
+            self.capabilities = Capabilities(tool_calls=False, context_tokens=self.capabilities.context_tokens, local=False)
+            return await self._open(request)
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         try:
             stream = await retry_connect(
-                lambda: self._open(request), _is_connection_error,
+                lambda: self._open_with_fallback(request), _is_connection_error,
                 retries=self._retries, backoff_s=self._backoff_s, what=f"{self.tier_name} tier",
             )
         except openai.APIConnectionError as exc:

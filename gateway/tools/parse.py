@@ -13,6 +13,10 @@ from typing import Any, Iterable
 
 from gateway.backends.base import ToolCall
 
+ALIASES = {"get_weather": "weather", "weather_forecast": "weather", "forecast": "weather", "get_time": "time",
+           "current_time": "time", "time_in_city": "time", "get_current_time": "time", "calculate": "calculator",
+           "calc": "calculator", "search": "web_search", "websearch": "web_search"}
+_NAME = re.compile(r"[a-z_]+")
 _FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)```", re.S)
 _TAGS = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
@@ -55,8 +59,12 @@ def _as_call(obj: Any, known: set[str]) -> ToolCall | None:
         return None
     if "function" in obj and isinstance(obj["function"], dict):  # OpenAI shape pasted as text
         return _as_call(obj["function"], known)
-    name = obj.get("name") or obj.get("tool") or obj.get("function")
-    if not isinstance(name, str) or name not in known:
+    raw = obj.get("name") or obj.get("tool") or obj.get("function")
+    if not isinstance(raw, str):
+        return None
+    m = _NAME.match(raw.strip().lower())  # "time(Tokyo)" -> "time", "get_weather" -> "weather"
+    name = ALIASES.get(m.group(0), m.group(0)) if m else ""
+    if name not in known:
         return None
     args = obj.get("arguments", obj.get("parameters", obj.get("args", {})))
     if isinstance(args, str):
@@ -67,10 +75,30 @@ def _as_call(obj: Any, known: set[str]) -> ToolCall | None:
     return ToolCall(name, args if isinstance(args, dict) else {})
 
 
+def is_json_like(text: str) -> bool:
+    """Text that starts as JSON or a code fence (even cut short): never something to read aloud."""
+    return text.strip().startswith(("{", "[", "```", "<tool_call>"))
+
+
+_PAIR = re.compile(r'"(\w+)"\s*:\s*"([^"]*)"')
+
+
+def _salvage(text: str, known: set[str]) -> ToolCall | None:
+    """A call cut short by the token limit: take the name and the complete "key": "value" pairs."""
+    pairs = _PAIR.findall(text)
+    names = [v for k, v in pairs if k in ("name", "tool", "function")]
+    if not names:
+        return None
+    call = _as_call({"name": names[0]}, known)
+    if call is None:
+        return None
+    return ToolCall(call.name, {k: v for k, v in pairs if k not in ("name", "tool", "function", "type")})
+
+
 def parse_tool_call(text: str, known_tools: Iterable[str]) -> ToolCall | None:
     known = set(known_tools)
     for obj in _objects(text):
         call = _as_call(obj, known)
         if call is not None:
             return call
-    return None
+    return _salvage(text, known) if is_json_like(text) else None
