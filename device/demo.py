@@ -1,8 +1,13 @@
 """`voxlens demo`: an in-process gateway on the embedded defaults, and the device on a spoken demo WAV.
 
 Why a generated WAV: the demo must run on a fresh machine with no microphone and
-no recordings; Piper speaks the user's side once (cached), the device hears it
-through the same paced source a microphone would give.
+no recordings; a synthetic voice speaks the user's side once (cached), the device
+hears it through the same paced source a microphone would give.
+
+The user's voice is not the assistant's: Piper's joe voice answers, and the user
+is hibari's voice (a Kokoro-distilled voice on PyPI). The wake-word head is
+trained never to fire on the assistant's own voice (Piper speech is among its
+negatives), so the device cannot wake itself up; the user's voice must be another.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-from device.audio import SAMPLE_RATE_HZ, resample, write_wav
+from device.audio import SAMPLE_RATE_HZ, write_wav
 from models.catalog import default_cache_dir
 from voxlens.config import Config
 
@@ -29,24 +34,38 @@ DEMO_SCRIPT: tuple[tuple[str, float], ...] = (
 )
 
 
-def script_audio(tts, script: tuple[tuple[str, float], ...]) -> np.ndarray:
-    """Speak each line with the TTS voice at 16 kHz, followed by its silence."""
+def user_voice(seed: int = 7) -> Callable[[str], np.ndarray]:
+    """text -> 16 kHz int16 speech in a user's voice (hibari), deterministic for a given seed."""
+    from device.audio import float_to_int16
+    from device.wakeword_train.voices import HibariVoice
+
+    voice = HibariVoice()
+
+    def speak(text: str) -> np.ndarray:
+        rng = np.random.default_rng([seed, len(text)])
+        return float_to_int16(voice.synthesize(voice.phonemize(text), rng))
+
+    return speak
+
+
+def script_audio(speak: Callable[[str], np.ndarray], script: tuple[tuple[str, float], ...]) -> np.ndarray:
+    """Each line spoken at 16 kHz, followed by its silence."""
     pieces: list[np.ndarray] = []
     for text, silence_s in script:
         if text:
-            pieces.append(resample(tts.synthesize(text), tts.sample_rate_hz, SAMPLE_RATE_HZ))
+            pieces.append(speak(text))
         pieces.append(np.zeros(int(silence_s * SAMPLE_RATE_HZ), dtype=np.int16))
     return np.concatenate(pieces).astype(np.int16)
 
 
-def demo_input(tts, cache_dir: Path | None = None) -> Path:
-    """The demo WAV, made once with Piper and cached next to the models."""
+def demo_input(cache_dir: Path | None = None) -> Path:
+    """The demo WAV, made once and cached next to the models (scripts/setup makes it)."""
     path = (cache_dir or default_cache_dir()) / "demo" / "demo-input.wav"
     stamp = path.with_suffix(".script.json")
-    script = json.dumps(DEMO_SCRIPT)
+    script = json.dumps({"voice": "hibari/7", "script": DEMO_SCRIPT})
     if not path.is_file() or not stamp.is_file() or stamp.read_text() != script:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path, script_audio(tts, DEMO_SCRIPT), SAMPLE_RATE_HZ)
+        write_wav(path, script_audio(user_voice(), DEMO_SCRIPT), SAMPLE_RATE_HZ)
         stamp.write_text(script)
     return path
 
@@ -78,7 +97,7 @@ async def run_demo(cfg: Config, output: Path, events_path: Path | None, input_pa
 
     print("loading models (whisper, piper, wake word, VAD) and the small LLM…", file=out, flush=True)
     models = await asyncio.to_thread(load_models, cfg)
-    wav = input_path or demo_input(models.tts, Path(cfg.models.cache_dir).expanduser() if cfg.models.cache_dir else None)
+    wav = input_path or demo_input(Path(cfg.models.cache_dir).expanduser() if cfg.models.cache_dir else None)
     gateway = await start_gateway(replace(cfg.gateway, host="127.0.0.1"), cfg.tools, cfg.router, port=0)
     device_cfg = replace(cfg, device=replace(cfg.device, gateway=f"127.0.0.1:{gateway.port}", token=""))
     print(f"gateway on 127.0.0.1:{gateway.port}; playing {wav} in real time", file=out, flush=True)

@@ -82,6 +82,7 @@ class TurnEngine:
         self._window_task: asyncio.Task | None = None  # listening / follow-up timeout
         self._last_answer = ""
         self._earcon_task: asyncio.Task | None = None
+        self._alerts: set[asyncio.Task] = set()  # timer notices being played
 
     # ------------------------------------------------------------ reporting
     def emit(self, event: str, **fields: object) -> None:
@@ -162,8 +163,14 @@ class TurnEngine:
     async def timer_fired(self, timer: Timer) -> None:
         """Alarm earcon and a spoken notice; wire this as the platform's on_timer callback."""
         self.emit("timer_fired", name=timer.name, duration_s=timer.duration_s)
-        await self.speaker.earcon("alarm")
-        await self.speaker.speak(timer_done_phrase(timer))
+        task = asyncio.current_task()
+        if task is not None:
+            self._alerts.add(task)
+        try:
+            await self.speaker.earcon("alarm")
+            await self.speaker.speak(timer_done_phrase(timer))
+        finally:
+            self._alerts.discard(task)
 
     async def barge_in(self, reason: str) -> None:
         """Stop playback now, cancel the gateway turn, drop the turn task."""
@@ -178,9 +185,9 @@ class TurnEngine:
         self.emit("barge_in", reason=reason, turn_id=turn_id)
 
     async def settle(self) -> None:
-        """Wait until no turn is running (the end of an input file, shutdown)."""
-        while self._turn_task is not None and not self._turn_task.done():
-            await asyncio.gather(self._turn_task, return_exceptions=True)
+        """Wait until no turn is running and no timer notice is playing (the end of an input file, shutdown)."""
+        while (self._turn_task is not None and not self._turn_task.done()) or self._alerts:
+            await asyncio.gather(*[t for t in (self._turn_task, *self._alerts) if t is not None], return_exceptions=True)
 
     async def close(self) -> None:
         self._cancel_window()

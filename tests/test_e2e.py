@@ -19,14 +19,33 @@ from device.app import DeviceModels, run_device
 from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, resample, write_wav
 from voxlens.config import Config, DeviceConfig, GatewayConfig, RouterConfig, ToolsConfig
 
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # same loop as the session-scoped model and gateway
+
 WAKE = "Hey vox lens."
 
 
 @pytest.fixture(scope="session")
 def device_models(stt, tts, silero) -> DeviceModels:
     from device.wakeword import WakeWordDetector
+    from voxlens.config import load
 
-    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=WakeWordDetector(["hey-vox-lens"]))
+    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=WakeWordDetector(list(load().wakeword.heads)))
+
+
+@pytest.fixture(scope="session")
+def user_speak():
+    """The user's voice (hibari), not the assistant's (Piper): the wake word must not fire on the assistant."""
+    from device.demo import user_voice
+
+    cache: dict[str, np.ndarray] = {}
+    speak = user_voice()
+
+    def say(text: str) -> np.ndarray:
+        if text not in cache:
+            cache[text] = speak(text)
+        return cache[text]
+
+    return say
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +55,22 @@ async def gateway(small_backend, open_meteo):
     tools = ToolsConfig(geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url)
     gw = await start_gateway(GatewayConfig(host="127.0.0.1"), tools, RouterConfig(), port=0,
                              backends={"small": small_backend, "big": None})
+    yield gw
+    await gw.stop(0.5)
+
+
+@pytest.fixture(scope="session")
+async def long_answer_gateway(small_backend):
+    """A gateway whose answers run long (same loaded model, higher token cap), so a barge-in lands mid-generation."""
+    from gateway.backends.llama_cpp_backend import LlamaCppBackend
+    from gateway.server import start_gateway
+    from voxlens.config import BackendConfig
+
+    await small_backend.load()
+    backend = LlamaCppBackend(BackendConfig(model=str(small_backend.path), max_tokens=400, temperature=0.0),
+                              llm=small_backend._llm)
+    gw = await start_gateway(GatewayConfig(host="127.0.0.1"), ToolsConfig(), RouterConfig(), port=0,
+                             backends={"small": backend, "big": None})
     yield gw
     await gw.stop(0.5)
 
@@ -59,7 +94,12 @@ async def _run(tmp_path: Path, models: DeviceModels, audio: np.ndarray, gateway_
                                      follow_up_s=1.0, **device_kw))
     events: list[dict] = []
     sink = MemorySink(realtime=True)
-    run = await run_device(cfg, models, WavSource(wav, realtime=True), sink, emit=events.append, linger_s=20.0)
+
+    def emit(event: dict) -> None:
+        event["played_samples"] = sink.samples_written  # what had been played when this happened
+        events.append(event)
+
+    run = await run_device(cfg, models, WavSource(wav, realtime=True), sink, emit=emit, linger_s=20.0)
     return run, events, sink
 
 
@@ -74,8 +114,8 @@ def _of(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e["event"] == kind]
 
 
-async def test_question_goes_through_the_gateway_and_is_spoken(tmp_path, device_models, gateway, speak_16k):
-    audio = _script(speak_16k, 0.5, WAKE, 0.3, "What is the capital of France?", 1.5)
+async def test_question_goes_through_the_gateway_and_is_spoken(tmp_path, device_models, gateway, user_speak):
+    audio = _script(user_speak, 0.5, WAKE, 0.3, "What is the capital of France?", 1.5)
     run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
     assert len(_of(events, "wake")) == 1
     (final,) = _of(events, "transcript_final")
@@ -91,8 +131,8 @@ async def test_question_goes_through_the_gateway_and_is_spoken(tmp_path, device_
     assert answer_words & set(re.findall(r"[a-z]+", heard)), f"spoken output {heard!r} does not carry the answer {turn['answer']!r}"
 
 
-async def test_timer_fires_with_alarm_and_spoken_notice(tmp_path, device_models, gateway, speak_16k):
-    audio = _script(speak_16k, 0.5, WAKE, 0.3, "Set a timer for two seconds.", 1.0)
+async def test_timer_fires_with_alarm_and_spoken_notice(tmp_path, device_models, gateway, user_speak):
+    audio = _script(user_speak, 0.5, WAKE, 0.3, "Set a timer for two seconds.", 1.0)
     run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
     (turn,) = _of(events, "turn")
     assert turn["kind"] == "command" and turn["route"] == "device"
@@ -103,9 +143,9 @@ async def test_timer_fires_with_alarm_and_spoken_notice(tmp_path, device_models,
 
 
 async def test_weather_intent_reaches_the_gateway_and_the_temperature_is_spoken(tmp_path, device_models, gateway,
-                                                                               open_meteo, speak_16k):
+                                                                               open_meteo, user_speak):
     before = len(open_meteo.requests)
-    audio = _script(speak_16k, 0.5, WAKE, 0.3, "What's the weather in Paris?", 1.5)
+    audio = _script(user_speak, 0.5, WAKE, 0.3, "What's the weather in Paris?", 1.5)
     run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
     (turn,) = _of(events, "turn")
     assert turn["kind"] == "intent" and turn["name"] == "weather"
@@ -116,24 +156,33 @@ async def test_weather_intent_reaches_the_gateway_and_the_temperature_is_spoken(
     assert "21" in heard or "twenty" in heard, f"the temperature is not in what was spoken: {heard!r}"
 
 
-async def test_wake_word_barges_in_and_cancels_the_turn_at_the_gateway(tmp_path, device_models, gateway, speak_16k):
-    cancelled_before = gateway.metrics.turns.labels(finish_reason="cancelled")._value.get()
-    audio = _script(speak_16k, 0.5, WAKE, 0.3, "Tell me a long story about a lighthouse keeper.", 2.2, WAKE, 2.5)
-    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
+@pytest.mark.parametrize("on_speech, reason", [(False, "wake word"), (True, "user speech")])
+async def test_barge_in_stops_the_answer_and_cancels_the_turn_at_the_gateway(tmp_path, device_models, user_speak,
+                                                                              long_answer_gateway, on_speech, reason):
+    gateway = long_answer_gateway
+    cancelled = gateway.metrics.turns.labels(finish_reason="cancelled")
+    before = cancelled._value.get()
+    audio = _script(user_speak, 0.5, WAKE, 0.3, "Tell me a long story about a lighthouse keeper.", 2.2, WAKE, 2.5)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port, barge_in_on_speech=on_speech)
     assert len(_of(events, "wake")) == 2
-    (barge,) = _of(events, "barge_in")
-    assert barge["reason"] == "wake word" and barge["turn_id"], barge
+    barge = _of(events, "barge_in")[0]
+    assert barge["reason"] == reason and barge["turn_id"], barge
     first_turn = _of(events, "turn")[0]
     assert first_turn["outcome"] == "cancelled"
     for _ in range(40):  # the Cancel travels asynchronously: give it up to 2 s
-        if gateway.metrics.turns.labels(finish_reason="cancelled")._value.get() > cancelled_before:
+        if cancelled._value.get() > before:
             break
         await asyncio.sleep(0.05)
-    assert gateway.metrics.turns.labels(finish_reason="cancelled")._value.get() > cancelled_before
+    assert cancelled._value.get() > before, "the gateway never saw the Cancel"
+    # After the barge-in only the wake earcon may play: the answer stopped (within one 20 ms sink slice).
+    from device.earcons import earcon
+
+    after_s = (sink.samples_written - barge["played_samples"]) / sink.rate_hz
+    assert after_s <= len(earcon("wake", sink.rate_hz)) / sink.rate_hz + 0.1, f"{after_s:.2f} s played after the barge-in"
 
 
-async def test_gateway_down_speaks_the_offline_message_and_commands_still_work(tmp_path, device_models, speak_16k):
-    audio = _script(speak_16k, 0.5, WAKE, 0.3, "What is the capital of France?", 3.0, WAKE, 0.3, "Volume up.", 1.5)
+async def test_gateway_down_speaks_the_offline_message_and_commands_still_work(tmp_path, device_models, user_speak):
+    audio = _script(user_speak, 0.5, WAKE, 0.3, "What is the capital of France?", 5.5, WAKE, 0.3, "Volume up.", 1.5)
     run, events, sink = await _run(tmp_path, device_models, audio, _free_port())
     turns = _of(events, "turn")
     assert [t["outcome"] for t in turns] == ["offline", "ok"], turns
