@@ -140,8 +140,10 @@ class FrontEnd:
             part = streams[s:s + chunk, : n * FRAME_SAMPLES].astype(np.float32)
             padded = np.concatenate([np.zeros((len(part), MEL_CONTEXT_SAMPLES + lead), np.float32), part], axis=1)
             mel = self.mel_batch(padded)
-            windows = np.stack([m[e - EMBEDDING_WINDOW_FRAMES:e] for m in mel for e in ends])
-            out[s:s + chunk] = self.embed(windows).reshape(len(part), n, EMBEDDING_DIM)
+            for j, m in enumerate(mel):
+                for k in range(0, n, 2048):  # bounded memory for hour-long streams
+                    windows = np.stack([m[e - EMBEDDING_WINDOW_FRAMES:e] for e in ends[k:k + 2048]])
+                    out[s + j, k:k + 2048] = self.embed(windows)
         return out
 
     def silence_embedding(self) -> np.ndarray:

@@ -4,7 +4,8 @@ Why synthetic everything: no noise or impulse-response corpus ships with the
 project, and a head trained on clean TTS fails on real microphones. Exponential
 decaying-noise impulse responses (RT60 0.1-0.9 s) and coloured noise (white,
 pink, brown, hum) cover the main mismatches cheaply; babble comes from the
-negative speech itself.
+negative speech itself. A random resampling (vocal tract length
+perturbation) turns each synthetic voice into a spread of speakers.
 """
 from __future__ import annotations
 
@@ -62,6 +63,14 @@ def to_int16(x: np.ndarray, peak_dbfs: float) -> np.ndarray:
     return np.clip(x / peak * (10 ** (peak_dbfs / 20)) * 32767, -32768, 32767).astype(np.int16)
 
 
+def vocal_tract_warp(x: np.ndarray, rng: np.random.Generator, max_warp: float = 0.12) -> np.ndarray:
+    """Resample by a random factor: scales formants, pitch and tempo together, a cheap new 'speaker' per clip."""
+    import soxr
+
+    factor = float(rng.uniform(1 - max_warp, 1 + max_warp))
+    return soxr.resample(x, RATE_HZ, int(RATE_HZ * factor)).astype(np.float32) if abs(factor - 1) > 0.01 else x
+
+
 def place(clip: np.ndarray, total: int, end_at: int, background: np.ndarray | None = None) -> np.ndarray:
     """Put `clip` so it ends at sample `end_at` of a `total`-sample stream (cut on the left if needed)."""
     out = np.zeros(total, np.float32) if background is None else background[:total].astype(np.float32).copy()
@@ -73,7 +82,7 @@ def place(clip: np.ndarray, total: int, end_at: int, background: np.ndarray | No
 
 def augment(clip: np.ndarray, total: int, end_at: int, rng: np.random.Generator, babble: np.ndarray | None = None) -> np.ndarray:
     """One training stream: the clip in a room, at a random place, with noise or silence around it, as int16."""
-    x = clip.astype(np.float32)
+    x = vocal_tract_warp(clip.astype(np.float32), rng)
     if rng.random() < 0.6:
         x = fftconvolve(x, synthetic_rir(rng))[: len(x) + int(0.3 * RATE_HZ)].astype(np.float32)
         end_at = min(total, end_at + int(0.05 * RATE_HZ))

@@ -22,9 +22,11 @@ from device.wakeword_train import texts
 logger = logging.getLogger(__name__)
 
 RATE_HZ = 16000
-STREAM_FRAMES = 40                       # 3.2 s per training stream
+STREAM_FRAMES = 30                       # 2.4 s per phrase/confusable training stream
+LONG_FRAMES = 250                        # 20 s per ordinary-speech stream
 POS_AFTER_END_S = 0.32                   # windows ending up to this long after the phrase are positive
-PARTIAL_BEFORE_END_S = 0.35              # windows ending this long before the phrase end are hard negatives
+PARTIAL_BEFORE_END_S = 0.35
+HARD_WEIGHT = 2.0              # windows ending this long before the phrase end are hard negatives
 SOURCES = ("kokoro", "hibari", "piper")  # piper only ever speaks negatives (see voices.py)
 
 
@@ -36,7 +38,7 @@ class TrainPlan:
     kokoro_confusables: int = 100
     hibari_confusables: int = 600
     hibari_partials: int = 150
-    hibari_sentences: int = 500
+    hibari_sentences: int = 1000
     piper_sentences: int = 100
     noise_streams: int = 150
     positive_copies: int = 2            # augmented copies of each positive clip
@@ -54,7 +56,7 @@ class TrainPlan:
             phrase=phrase,
             kokoro_positives=int(200 * k), hibari_positives=int(600 * k),
             kokoro_confusables=int(100 * k), hibari_confusables=int(600 * k), hibari_partials=int(150 * k),
-            hibari_sentences=int(500 * k), piper_sentences=int(100 * k), noise_streams=int(150 * k),
+            hibari_sentences=int(1000 * k), piper_sentences=int(100 * k), noise_streams=int(150 * k),
             deadline_s=minutes * 60.0,
         )
         return replace(plan, **overrides)
@@ -97,9 +99,11 @@ def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str
     banned = set(texts.phrase_words(plan.phrase))
     pos: list[np.ndarray] = []
     hard: list[np.ndarray] = []
+    n_hib_pos = 0
     speech: list[np.ndarray] = []
     if "hibari" in plan.sources:
         pos += _gen("hibari positives", plan.hibari_positives, lambda: hib.synthesize(phrase_ps, rng), t0 + 0.15 * budget, counts)
+        n_hib_pos = len(pos)
         hard += _gen("hibari confusables", plan.hibari_confusables,
                      lambda: hib.synthesize(str(rng.choice(confusables)), rng), t0 + 0.2 * budget, counts)
     partials = texts.partial_texts(plan.phrase)
@@ -124,6 +128,7 @@ def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str
         speech += _gen("piper speech", plan.piper_sentences, piper_sentence, t0 + 0.75 * budget, counts)
     if not pos:
         raise RuntimeError(f"no positive clips were synthesized for {plan.phrase!r} (sources {plan.sources}); is hibari-tts installed? pip install -e '.[train]'")
+    synthesize_clips.sources = ["hibari"] * n_hib_pos + ["kokoro"] * (len(pos) - n_hib_pos)  # for feature dumps
     return pos, hard, speech
 
 
@@ -139,43 +144,65 @@ def _frames_ending_between(lo_s: float, hi_s: float) -> list[int]:
     return [i for i in range(STREAM_FRAMES) if lo_s <= (i + 1) * FRAME_SAMPLES / RATE_HZ <= hi_s]
 
 
+def _long_speech_streams(speech: list, rng: np.random.Generator, babble: np.ndarray | None) -> list[np.ndarray]:
+    """Ordinary speech as continuous 20 s streams: each embedding then serves many windows (8x cheaper than one stream per clip)."""
+    total = LONG_FRAMES * FRAME_SAMPLES
+    streams, cur, n = [], [], 0
+    for clip in speech:
+        gap = int(rng.uniform(0.05, 0.6) * RATE_HZ)
+        length = len(clip) + gap
+        cur.append(aug.augment(clip, length, len(clip) + gap // 2, rng, babble))
+        n += length
+        if n >= total:
+            streams.append(np.concatenate(cur)[:total])
+            cur, n = [], 0
+    if cur and n >= total // 2:
+        streams.append(np.concatenate(cur + [np.zeros(total, np.int16)])[:total])
+    return streams
+
+
 def build_windows(fe: FrontEnd, pos: list, hard: list, speech: list, plan: TrainPlan, rng: np.random.Generator):
     """Augmented streams -> windows X (N, 16, 96), labels y, weights w."""
     total = STREAM_FRAMES * FRAME_SAMPLES
     babble = np.concatenate(speech) if speech else None
     streams, ends, kinds = [], [], []
-    for clip in pos:
+    tags = getattr(synthesize_clips, "sources", [])
+    for n, clip in enumerate(pos):
         for _ in range(plan.positive_copies):
-            end = total - int(rng.uniform(0.25, 0.6) * RATE_HZ)
-            streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end); kinds.append("pos")
+            end = total - int(rng.uniform(0.3, 0.7) * RATE_HZ)
+            streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end)
+            kinds.append("pos-" + (tags[n] if n < len(tags) else "x"))
     for clip in hard:
-        end = total - int(rng.uniform(0.25, 0.6) * RATE_HZ)
+        end = total - int(rng.uniform(0.3, 0.7) * RATE_HZ)
         streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end); kinds.append("hard")
-    for clip in speech:
-        end = int(rng.uniform(1.0, 3.2) * RATE_HZ)
-        streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end); kinds.append("speech")
     for _ in range(plan.noise_streams):
         noise = aug.coloured_noise(total, rng)
         streams.append(aug.to_int16(noise, float(rng.uniform(-60, -10)))); ends.append(0); kinds.append("noise")
     silence = fe.silence_embedding()
-    xs, ys, ws = [], [], []
+    xs, ys, ws, gs = [], [], [], []
     batch = 64
-    for s in tqdm(range(0, len(streams), batch), desc="features", unit="batch", leave=False):
+    for s in tqdm(range(0, len(streams), batch), desc="features (clips)", unit="batch", leave=False):
         emb = fe.embeddings_batch(np.stack(streams[s:s + batch]))
         for e, end, kind in zip(emb, ends[s:s + batch], kinds[s:s + batch]):
             t_end = end / RATE_HZ
-            if kind == "pos":
+            if kind.startswith("pos"):
                 for i in _frames_ending_between(t_end, t_end + POS_AFTER_END_S):
-                    xs.append(_window(e, i, silence)); ys.append(1); ws.append(1.0)
+                    xs.append(_window(e, i, silence)); ys.append(1); ws.append(1.0); gs.append(kind)
                 for i in _frames_ending_between(t_end - 0.9, t_end - PARTIAL_BEFORE_END_S)[::2]:
-                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(0.5)
+                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(0.5); gs.append("early")
             elif kind == "hard":
                 for i in _frames_ending_between(t_end - 0.3, t_end + 0.5):
-                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(2.0)
+                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(HARD_WEIGHT); gs.append("hard")
             else:
                 for i in range(int(rng.integers(0, 3)), STREAM_FRAMES, 3):
-                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(1.0)
+                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(1.0); gs.append("noise")
+    long_streams = _long_speech_streams(speech, rng, babble)
+    for s in tqdm(range(0, len(long_streams), 8), desc="features (speech)", unit="batch", leave=False):
+        for e in fe.embeddings_batch(np.stack(long_streams[s:s + 8])):
+            for i in range(HEAD_EMBEDDINGS + int(rng.integers(0, 2)), LONG_FRAMES, 2):
+                xs.append(_window(e, i, silence)); ys.append(0); ws.append(1.0); gs.append("speech")
     x, y, w = np.stack(xs).astype(np.float32), np.array(ys), np.array(ws, np.float32)
+    build_windows.groups = np.array(gs)
     n_pos, w_neg = max(1, int(y.sum())), float(w[y == 0].sum())
     w[y == 1] *= 0.5 * w_neg / n_pos          # positives carry a third of the total weight
     w *= len(w) / w.sum()
@@ -196,6 +223,9 @@ def train_head(phrase: str, out: str | Path, minutes: float = 10.0, plan: TrainP
     x, y, w = build_windows(fe, pos, hard, speech, plan, rng)
     t2 = time.monotonic()
     report.windows_positive, report.windows_negative = int(y.sum()), int(len(y) - y.sum())
+    import os
+    if os.environ.get("VOXLENS_WAKEWORD_DUMP"):  # developer aid: keep the windows to compare fitting choices
+        np.savez(os.environ["VOXLENS_WAKEWORD_DUMP"], x=x, y=y, w=w, g=build_windows.groups)
     logger.info("fitting on %d positive / %d negative windows", report.windows_positive, report.windows_negative)
     mean, std, model = fit_mlp(x, y, w, hidden=plan.hidden, epochs=plan.epochs, seed=plan.seed)
     report.train_accuracy = float(model.score((x.reshape(len(x), -1) - mean) / std, y))
