@@ -1,6 +1,6 @@
 """`voxlens bench voice`: voice-to-voice latency, from the true end of the user's speech to the first output sample.
 
-Each utterance is spoken by Piper after the wake phrase, played to the whole
+Each utterance is spoken in the user's voice (hibari) after the wake phrase, played to the whole
 device in real time (wake word, Silero, streaming whisper, grammar, gRPC to an
 in-process gateway with the small model, Piper), and the turn's own timings give
 the waterfall. "True end" is the last voiced sample of the spoken utterance
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.speech import summary, voiced_bounds
-from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, resample, write_wav
+from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
 from voxlens.config import BackendConfig, Config, DeviceConfig, GatewayConfig
 
 COMMANDS = (
@@ -73,6 +73,14 @@ async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: s
             "vad_minus_true_end_ms": round(shift_ms, 1)}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _waterfall_png(result: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -109,11 +117,14 @@ async def _bench(args: argparse.Namespace) -> dict:
                                        big=BackendConfig(kind="none")))
     models = await asyncio.to_thread(load_models, cfg)
     gw = await start_gateway(cfg.gateway, cfg.tools, cfg.router, port=0)
+    from device.demo import user_voice
+
     cache: dict[str, np.ndarray] = {}
+    user = user_voice()  # the user is not the assistant's voice (see device/demo.py)
 
     def speak(text: str) -> np.ndarray:
         if text not in cache:
-            cache[text] = resample(models.tts.synthesize(text), models.tts.sample_rate_hz, SAMPLE_RATE_HZ)
+            cache[text] = user(text)
         return cache[text]
 
     wake_pcm = speak(WAKE)
@@ -123,10 +134,12 @@ async def _bench(args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             device_cfg = replace(cfg, device=DeviceConfig(gateway=f"127.0.0.1:{gw.port}", media_dir=f"{tmp}/media",
                                                           follow_up_s=0.5))
-            for kind, texts in (("commands", COMMANDS[:n]), ("questions", QUESTIONS[:n])):
+            offline_cfg = replace(device_cfg, device=replace(device_cfg.device, gateway=f"127.0.0.1:{_free_port()}"))
+            for kind, texts, run_cfg in (("commands", COMMANDS[:n], device_cfg), ("questions", QUESTIONS[:n], device_cfg),
+                                         ("offline", QUESTIONS[: max(2, n // 4)], offline_cfg)):
                 rows = []
                 for text in texts:
-                    row = await _one(device_cfg, models, Path(tmp), wake_pcm, text, speak)
+                    row = await _one(run_cfg, models, Path(tmp), wake_pcm, text, speak)
                     rows.append(row)
                     first = row.get("timings_ms", {}).get("first_audio")
                     print(f"  {kind[:-1]:8} {text:45} -> {row.get('heard', '')!r:50} "
@@ -152,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nvoxlens bench voice ({result['machine']['cpus']} CPUs, load avg {result['machine']['load_avg_start'][0]:.1f})")
     print("voice-to-voice = true end of speech -> first output sample; stages = when each stage completed (p50, ms)")
     print(f"{'':10} {'n ok':>6} {'p50':>7} {'p90':>7}   " + " ".join(f"{s:>11}" for s in STAGES))
-    for kind, target in (("commands", 200), ("questions", 500)):
+    for kind, target in (("commands", 200), ("questions", 500), ("offline", 1000)):
         r = result[kind]
         v = r["voice_to_voice_ms"]
         print(f"{kind:10} {r['ok']:>3}/{r['n']:<2} {v['p50']:>7} {v['p90']:>7}   "

@@ -22,6 +22,7 @@ COMMANDS = [
     ("turn up the sound a bit", "volume_up", {}),
     ("Louder, please.", "volume_up", {}),
     ("increase the volume", "volume_up", {}),
+    ("Value up.", "volume_up", {}),                 # how tiny.en often hears "volume up"
     ("volume down", "volume_down", {}),
     ("Turn it down.", "volume_down", {}),
     ("make it quieter", "volume_down", {}),
@@ -164,6 +165,7 @@ def test_intent_to_proto_carries_text_slots() -> None:
 
 QUERIES = [
     "what's the volume of the moon",       # 'volume' but not a volume command
+    "what is the value of pi",
     "why is the sky blue",
     "tell me a story about a timer",
     "how bright is the sun",
