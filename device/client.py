@@ -300,7 +300,10 @@ class AssistantClient:
             deadline_s = loop.time() + timeout_s
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), max(0.0, deadline_s - loop.time()))
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation (barge-in)
+                    # that lands just as an item arrives, and the cancelled turn would run on.
+                    async with asyncio.timeout(max(0.0, deadline_s - loop.time())):
+                        item = await queue.get()
                 except TimeoutError:
                     raise TurnTimeout(f"turn {turn_id} had no TurnEnd within {timeout_s} s; sent Cancel "
                                       "(raise [device] turn_timeout_s if the models are slow)") from None
