@@ -37,7 +37,8 @@ class LlamaServer:
         log = open(self.log_path, "ab")  # a file, not a pipe: llama.cpp logs ~170 kB while loading
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
-             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", str(self.threads)],
+             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", str(self.threads),
+             "--n_threads_batch", str(self.threads)],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout_s
