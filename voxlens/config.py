@@ -48,7 +48,7 @@ class VadConfig:
     threshold: float = 0.5
     start_ms: int = 160          # voiced run that starts an utterance
     silence_ms: int = 400        # silence that ends an utterance mid-sentence
-    short_silence_ms: int = 250  # silence that ends one the grammar already found complete
+    short_silence_ms: int = 180  # silence that ends one the grammar already found complete
     preroll_ms: int = 320
     max_utterance_s: float = 15.0
 
@@ -69,6 +69,7 @@ class TtsConfig:
     length_scale: float = 1.0
     first_clause_min_words: int = 4
     first_clause_max_words: int = 12
+    threads: int = 0          # onnxruntime threads for Piper; 0: half the cores
 
 
 @dataclass(frozen=True)
