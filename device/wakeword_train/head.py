@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 N_INPUT = HEAD_EMBEDDINGS * EMBEDDING_DIM
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, weights: np.ndarray, hidden: int = 64, epochs: int = 60, seed: int = 0):
+def fit_mlp(x: np.ndarray, y: np.ndarray, weights: np.ndarray, hidden: int = 64, epochs: int = 60, seed: int = 0, alpha: float = 1e-3):
     """Fit on flattened windows; returns (mean, std, sklearn model)."""
     from sklearn.neural_network import MLPClassifier
 
@@ -27,7 +27,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, weights: np.ndarray, hidden: int = 64,
     mean = flat.mean(axis=0)
     std = flat.std(axis=0) + 1e-3
     model = MLPClassifier(
-        hidden_layer_sizes=(hidden, hidden // 2), alpha=1e-3, batch_size=256, learning_rate_init=1e-3,
+        hidden_layer_sizes=(hidden, hidden // 2), alpha=alpha, batch_size=256, learning_rate_init=1e-3,
         max_iter=epochs, random_state=seed, early_stopping=False, n_iter_no_change=epochs,
     )
     import warnings

@@ -28,24 +28,25 @@ POS_AFTER_END_S = 0.32                   # windows ending up to this long after 
 PARTIAL_BEFORE_END_S = 0.35
 HARD_WEIGHT = 2.0              # windows ending this long before the phrase end are hard negatives
 SOURCES = ("kokoro", "hibari", "piper")  # piper only ever speaks negatives (see voices.py)
+DEFAULT_SOURCES = ("hibari", "piper")    # Kokoro (Japanese styles speaking English) measured no gain on real speakers
 
 
 @dataclass(frozen=True)
 class TrainPlan:
     phrase: str
     kokoro_positives: int = 200
-    hibari_positives: int = 600
-    kokoro_confusables: int = 100
-    hibari_confusables: int = 600
-    hibari_partials: int = 150
-    hibari_sentences: int = 1000
+    hibari_positives: int = 1000
+    kokoro_confusables: int = 0         # phoneme confusables and partial phrases: off by default, they cost
+    hibari_confusables: int = 0         # ~35-40 points of FRR on 56 real speakers (models/wakeword/README.md)
+    hibari_partials: int = 0
+    hibari_sentences: int = 1500
     piper_sentences: int = 100
     noise_streams: int = 150
     positive_copies: int = 2            # augmented copies of each positive clip
-    epochs: int = 60
+    epochs: int = 30
     hidden: int = 64
     seed: int = 0
-    sources: tuple[str, ...] = SOURCES
+    sources: tuple[str, ...] = DEFAULT_SOURCES
     deadline_s: float = 600.0
 
     @classmethod
@@ -54,9 +55,8 @@ class TrainPlan:
         k = max(minutes, 0.2) / 10.0
         plan = cls(
             phrase=phrase,
-            kokoro_positives=int(200 * k), hibari_positives=int(600 * k),
-            kokoro_confusables=int(100 * k), hibari_confusables=int(600 * k), hibari_partials=int(150 * k),
-            hibari_sentences=int(1000 * k), piper_sentences=int(100 * k), noise_streams=int(150 * k),
+            kokoro_positives=int(200 * k), hibari_positives=int(1000 * k),
+            hibari_sentences=int(1500 * k), piper_sentences=int(100 * k), noise_streams=int(150 * k),
             deadline_s=minutes * 60.0,
         )
         return replace(plan, **overrides)
@@ -86,8 +86,15 @@ def _gen(label: str, n: int, make, deadline: float, counts: dict[str, int]) -> l
     return out
 
 
-def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str, int]) -> tuple[list, list, list]:
-    """(positives, hard negatives (confusables + partials), ordinary speech), float32 16 kHz clips."""
+@dataclass
+class Clips:
+    """Synthesized float32 16 kHz clips, each tagged with where it came from (the tags group windows in dumps)."""
+    positives: list[tuple[np.ndarray, str]]   # tag: "pos-hibari" | "pos-kokoro"
+    hard: list[tuple[np.ndarray, str]]        # tag: "hard" (phoneme confusables) | "partial" (part of the phrase)
+    speech: list[np.ndarray]
+
+
+def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str, int]) -> Clips:
     from device.wakeword_train import voices
 
     t0 = time.monotonic()
@@ -99,7 +106,7 @@ def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str
     banned = set(texts.phrase_words(plan.phrase))
     pos: list[np.ndarray] = []
     hard: list[np.ndarray] = []
-    n_hib_pos = 0
+    n_hib_pos = n_conf = n_partial = 0
     speech: list[np.ndarray] = []
     if "hibari" in plan.sources:
         pos += _gen("hibari positives", plan.hibari_positives, lambda: hib.synthesize(phrase_ps, rng), t0 + 0.15 * budget, counts)
@@ -108,8 +115,10 @@ def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str
                      lambda: hib.synthesize(str(rng.choice(confusables)), rng), t0 + 0.2 * budget, counts)
     partials = texts.partial_texts(plan.phrase)
     if hib is not None and partials:
+        n_conf = len(hard)
         hard += _gen("hibari partials", plan.hibari_partials,
                      lambda: hib.synthesize(hib.phonemize(str(rng.choice(partials))), rng), t0 + 0.22 * budget, counts)
+        n_partial = len(hard) - n_conf
     if hib is not None:
         def sentence() -> np.ndarray:
             text = str(rng.choice(texts.SENTENCES)) if rng.random() < 0.3 else texts.random_word_text(rng, banned)
@@ -128,8 +137,9 @@ def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str
         speech += _gen("piper speech", plan.piper_sentences, piper_sentence, t0 + 0.75 * budget, counts)
     if not pos:
         raise RuntimeError(f"no positive clips were synthesized for {plan.phrase!r} (sources {plan.sources}); is hibari-tts installed? pip install -e '.[train]'")
-    synthesize_clips.sources = ["hibari"] * n_hib_pos + ["kokoro"] * (len(pos) - n_hib_pos)  # for feature dumps
-    return pos, hard, speech
+    pos_tags = ["pos-hibari"] * n_hib_pos + ["pos-kokoro"] * (len(pos) - n_hib_pos)
+    hard_tags = ["hard"] * n_conf + ["partial"] * n_partial + ["hard"] * (len(hard) - n_conf - n_partial)
+    return Clips(list(zip(pos, pos_tags)), list(zip(hard, hard_tags)), speech)
 
 
 def _window(emb: np.ndarray, i: int, silence: np.ndarray) -> np.ndarray:
@@ -161,20 +171,19 @@ def _long_speech_streams(speech: list, rng: np.random.Generator, babble: np.ndar
     return streams
 
 
-def build_windows(fe: FrontEnd, pos: list, hard: list, speech: list, plan: TrainPlan, rng: np.random.Generator):
-    """Augmented streams -> windows X (N, 16, 96), labels y, weights w."""
+def build_windows(fe: FrontEnd, clips: Clips, plan: TrainPlan, rng: np.random.Generator):
+    """Augmented streams -> windows X (N, 16, 96), labels y, weights w, group tags g."""
+    speech = clips.speech
     total = STREAM_FRAMES * FRAME_SAMPLES
     babble = np.concatenate(speech) if speech else None
     streams, ends, kinds = [], [], []
-    tags = getattr(synthesize_clips, "sources", [])
-    for n, clip in enumerate(pos):
+    for clip, tag in clips.positives:
         for _ in range(plan.positive_copies):
             end = total - int(rng.uniform(0.3, 0.7) * RATE_HZ)
-            streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end)
-            kinds.append("pos-" + (tags[n] if n < len(tags) else "x"))
-    for clip in hard:
+            streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end); kinds.append(tag)
+    for clip, tag in clips.hard:
         end = total - int(rng.uniform(0.3, 0.7) * RATE_HZ)
-        streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end); kinds.append("hard")
+        streams.append(aug.augment(clip, total, end, rng, babble)); ends.append(end); kinds.append(tag)
     for _ in range(plan.noise_streams):
         noise = aug.coloured_noise(total, rng)
         streams.append(aug.to_int16(noise, float(rng.uniform(-60, -10)))); ends.append(0); kinds.append("noise")
@@ -190,9 +199,9 @@ def build_windows(fe: FrontEnd, pos: list, hard: list, speech: list, plan: Train
                     xs.append(_window(e, i, silence)); ys.append(1); ws.append(1.0); gs.append(kind)
                 for i in _frames_ending_between(t_end - 0.9, t_end - PARTIAL_BEFORE_END_S)[::2]:
                     xs.append(_window(e, i, silence)); ys.append(0); ws.append(0.5); gs.append("early")
-            elif kind == "hard":
+            elif kind in ("hard", "partial"):
                 for i in _frames_ending_between(t_end - 0.3, t_end + 0.5):
-                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(HARD_WEIGHT); gs.append("hard")
+                    xs.append(_window(e, i, silence)); ys.append(0); ws.append(HARD_WEIGHT); gs.append(kind)
             else:
                 for i in range(int(rng.integers(0, 3)), STREAM_FRAMES, 3):
                     xs.append(_window(e, i, silence)); ys.append(0); ws.append(1.0); gs.append("noise")
@@ -202,11 +211,11 @@ def build_windows(fe: FrontEnd, pos: list, hard: list, speech: list, plan: Train
             for i in range(HEAD_EMBEDDINGS + int(rng.integers(0, 2)), LONG_FRAMES, 2):
                 xs.append(_window(e, i, silence)); ys.append(0); ws.append(1.0); gs.append("speech")
     x, y, w = np.stack(xs).astype(np.float32), np.array(ys), np.array(ws, np.float32)
-    build_windows.groups = np.array(gs)
+
     n_pos, w_neg = max(1, int(y.sum())), float(w[y == 0].sum())
     w[y == 1] *= 0.5 * w_neg / n_pos          # positives carry a third of the total weight
     w *= len(w) / w.sum()
-    return x, y, w
+    return x, y, w, np.array(gs)
 
 
 def train_head(phrase: str, out: str | Path, minutes: float = 10.0, plan: TrainPlan | None = None) -> TrainReport:
@@ -217,15 +226,15 @@ def train_head(phrase: str, out: str | Path, minutes: float = 10.0, plan: TrainP
     rng = np.random.default_rng(plan.seed)
     report = TrainReport(Path(out), phrase)
     t0 = time.monotonic()
-    pos, hard, speech = synthesize_clips(plan, rng, report.clips)
+    clips = synthesize_clips(plan, rng, report.clips)
     t1 = time.monotonic()
     fe = FrontEnd()
-    x, y, w = build_windows(fe, pos, hard, speech, plan, rng)
+    x, y, w, groups = build_windows(fe, clips, plan, rng)
     t2 = time.monotonic()
     report.windows_positive, report.windows_negative = int(y.sum()), int(len(y) - y.sum())
     import os
     if os.environ.get("VOXLENS_WAKEWORD_DUMP"):  # developer aid: keep the windows to compare fitting choices
-        np.savez(os.environ["VOXLENS_WAKEWORD_DUMP"], x=x, y=y, w=w, g=build_windows.groups)
+        np.savez(os.environ["VOXLENS_WAKEWORD_DUMP"], x=x, y=y, w=w, g=groups)
     logger.info("fitting on %d positive / %d negative windows", report.windows_positive, report.windows_negative)
     mean, std, model = fit_mlp(x, y, w, hidden=plan.hidden, epochs=plan.epochs, seed=plan.seed)
     report.train_accuracy = float(model.score((x.reshape(len(x), -1) - mean) / std, y))

