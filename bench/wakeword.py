@@ -86,3 +86,26 @@ def run(model: str = "hey-vox-lens", positives: Path | None = None, threshold: f
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "wakeword.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def bench_cli(args) -> int:
+    """`voxlens bench wakeword`: train a 'hey chatterbox' head with the default recipe (synthetic speech only,
+    cached in bench/out/), then score it on the 56 real speakers and the negatives, at 0.5 and at the
+    device's default threshold."""
+    from device.wakeword_train.train import TrainPlan, train_head
+    from voxlens.config import WakewordConfig
+
+    minutes = 1.0 if args.quick else 5.0
+    head = OUT / f"hey_chatterbox_{minutes:g}min.onnx"
+    if not head.is_file():
+        OUT.mkdir(parents=True, exist_ok=True)
+        print(f"training {head.name} ({minutes:g} min budget)…", flush=True)
+        train_head("hey chatterbox", head, plan=TrainPlan.for_minutes("hey chatterbox", minutes))
+    results = {}
+    for threshold in sorted({0.5, WakewordConfig().threshold}):
+        results[str(threshold)] = run(str(head), threshold=threshold, other_minutes=10.0 if args.quick else 60.0)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
+    return 0

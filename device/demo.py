@@ -5,9 +5,8 @@ no recordings; a synthetic voice speaks the user's side once (cached), the devic
 hears it through the same paced source a microphone would give.
 
 The user's voice is not the assistant's: Piper's joe voice answers, and the user
-is hibari's voice (a Kokoro-distilled voice on PyPI). The wake-word head is
-trained never to fire on the assistant's own voice (Piper speech is among its
-negatives), so the device cannot wake itself up; the user's voice must be another.
+is hibari's voice (a Kokoro-distilled voice on PyPI), so what the device hears
+and what it says are two different speakers, as in life.
 """
 from __future__ import annotations
 

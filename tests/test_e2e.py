@@ -34,7 +34,7 @@ def device_models(stt, tts, silero) -> DeviceModels:
 
 @pytest.fixture(scope="session")
 def user_speak():
-    """The user's voice (hibari), not the assistant's (Piper): the wake word must not fire on the assistant."""
+    """The user's voice (hibari), not the assistant's (Piper)."""
     from device.demo import user_voice
 
     cache: dict[str, np.ndarray] = {}
