@@ -6,6 +6,7 @@ because the real service is unreachable from the test machine.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -154,3 +155,30 @@ async def one_turn(port: int, message: pb.DeviceMessage, *, token: str = "", tim
         async for m in stub.Converse(requests(), metadata=md, timeout=timeout_s):
             turn.messages.append(m)
         return turn
+
+
+async def cancel_after_deltas(port: int, message: pb.DeviceMessage, *, after: int = 3, token: str = "",
+                              timeout_s: float = 60.0) -> tuple[int, "pb.TurnEnd | None"]:
+    """Send one query, send Cancel for it after `after` text deltas, and return (deltas seen, the TurnEnd)."""
+    md = (("authorization", f"Bearer {token}"),) if token else None
+    turn_id = message.query.turn_id
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        outbox: asyncio.Queue = asyncio.Queue()
+
+        async def requests():
+            while (item := await outbox.get()) is not None:
+                yield item
+
+        call = pb_grpc.AssistantStub(channel).Converse(requests(), metadata=md, timeout=timeout_s)
+        await outbox.put(message)
+        deltas, end = 0, None
+        async for m in call:
+            kind = m.WhichOneof("payload")
+            if kind == "delta":
+                deltas += 1
+                if deltas == after:
+                    await outbox.put(pb.DeviceMessage(cancel=pb.Cancel(turn_id=turn_id)))
+            elif kind == "end":
+                end = m.end
+                await outbox.put(None)
+        return deltas, end

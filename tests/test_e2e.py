@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -11,7 +11,7 @@ from gateway.auth import hash_token
 from gateway.server import start_gateway
 from protos import assistant_pb2 as pb
 from protos import assistant_pb2_grpc as pb_grpc
-from tests.gateway_support import Turn, one_turn, query
+from tests.gateway_support import Turn, cancel_after_deltas, one_turn, query
 from voxlens.config import Config, replace
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")  # same loop as the session-scoped model and gateway
@@ -104,28 +104,10 @@ async def test_too_many_turns_is_resource_exhausted_while_another_device_is_serv
 
 async def test_cancel_mid_stream_stops_generation_at_the_backend(gateway, small_backend):
     before = small_backend.stats.cancelled
-    md = (("authorization", f"Bearer {TOKENS[1]}"),)
     small_backend.max_tokens = 200
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
-            outbox: asyncio.Queue = asyncio.Queue()
-
-            async def requests():
-                while (item := await outbox.get()) is not None:
-                    yield item
-
-            call = pb_grpc.AssistantStub(channel).Converse(requests(), metadata=md, timeout=60)
-            await outbox.put(query("c1", "Count from 1 to 100, separated by commas."))
-            deltas, end = 0, None
-            async for m in call:
-                kind = m.WhichOneof("payload")
-                if kind == "delta":
-                    deltas += 1
-                    if deltas == 3:
-                        await outbox.put(pb.DeviceMessage(cancel=pb.Cancel(turn_id="c1")))
-                elif kind == "end":
-                    end = m.end
-                    await outbox.put(None)
+        _, end = await cancel_after_deltas(gateway.port, query("c1", "Count from 1 to 100, separated by commas."),
+                                           token=TOKENS[1])
     finally:
         small_backend.max_tokens = 24
     assert end is not None and end.finish_reason == pb.TurnEnd.FINISH_REASON_CANCELLED

@@ -8,7 +8,7 @@ import pytest
 from gateway.breaker import CLOSED, OPEN
 from gateway.server import start_gateway
 from protos import assistant_pb2 as pb
-from tests.gateway_support import one_turn, query
+from tests.gateway_support import cancel_after_deltas, one_turn, query
 from voxlens.config import Config, replace
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -63,32 +63,11 @@ async def test_complex_question_routes_big_on_auto(gateway):
 
 
 async def test_cancel_on_the_big_tier_closes_the_http_stream_so_the_server_stops(gateway, big_server):
-    import grpc
-
-    from protos import assistant_pb2_grpc as pb_grpc
-
     big = gateway.backends["big"]
     big.max_tokens = 300
     log_start = len(big_server.log_path.read_text(errors="replace"))
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
-            outbox: asyncio.Queue = asyncio.Queue()
-
-            async def requests():
-                while (item := await outbox.get()) is not None:
-                    yield item
-
-            call = pb_grpc.AssistantStub(channel).Converse(requests(), timeout=60)
-            await outbox.put(query("bc", "Count from 1 to 200, separated by commas.", route=BIG))
-            deltas, end = 0, None
-            async for m in call:
-                if m.WhichOneof("payload") == "delta":
-                    deltas += 1
-                    if deltas == 3:
-                        await outbox.put(pb.DeviceMessage(cancel=pb.Cancel(turn_id="bc")))
-                elif m.WhichOneof("payload") == "end":
-                    end = m.end
-                    await outbox.put(None)
+        _, end = await cancel_after_deltas(gateway.port, query("bc", "Count from 1 to 200, separated by commas.", route=BIG))
     finally:
         big.max_tokens = 12
     assert end.finish_reason == pb.TurnEnd.FINISH_REASON_CANCELLED

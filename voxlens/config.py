@@ -69,7 +69,7 @@ class TtsConfig:
     length_scale: float = 1.0
     first_clause_min_words: int = 4
     first_clause_max_words: int = 12
-    threads: int = 0          # onnxruntime threads for Piper; 0: half the cores
+    threads: int = 0          # onnxruntime threads for Piper; 0: every core (they sleep, never spin)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class BackendConfig:
     temperature: float = 0.3
     timeout_s: float = 30.0
     connect_timeout_s: float = 2.0
-    threads: int = 0
+    threads: int = 0       # llama_cpp: 0 = half the cores (OpenMP spins; two busy pools on 2 cores ran 10x slower)
 
 
 @dataclass(frozen=True)
