@@ -23,6 +23,7 @@ import numpy as np
 from bench.speech import summary, voiced_bounds
 from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
 from voxlens.config import BackendConfig, Config, DeviceConfig
+from voxlens.config import load as load_config
 
 COMMANDS = (
     "What time is it?", "Volume up.", "Set the volume to thirty percent.", "Mute.", "Unmute.", "Take a photo.",
@@ -112,7 +113,7 @@ async def _bench(args: argparse.Namespace) -> dict:
     from device.app import load_models
     from gateway.server import start_gateway
 
-    cfg = Config()
+    cfg = load_config()  # defaults + $VOXLENS_CONFIG + VOXLENS_* variables, like the device
     cfg = replace(cfg, gateway=replace(cfg.gateway, host="127.0.0.1",
                                        small=replace(cfg.gateway.small, max_tokens=48),
                                        big=BackendConfig(kind="none")))
