@@ -10,7 +10,6 @@ batches, which the tests prove equal to the streaming path.
 from __future__ import annotations
 
 import logging
-import wave
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,21 +24,13 @@ THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 
 
 def read_wav_16k(path: str | Path) -> np.ndarray:
-    """Any PCM WAV -> 16 kHz mono int16 (device/audio.py's read_wav does the same for the live device)."""
-    import soxr
+    """Any WAV -> 16 kHz mono int16, as the live device reads it; errors name the file."""
+    from device.audio import AudioFormatError, read_wav
 
     try:
-        with wave.open(str(path), "rb") as w:
-            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
-            raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError, OSError) as exc:
-        raise WakeWordError(f"cannot read {path} as a WAV file ({exc}); give 16-bit PCM WAV files") from None
-    if width != 2:
-        raise WakeWordError(f"{path} has {8 * width}-bit samples; give 16-bit PCM WAV files")
-    x = np.frombuffer(raw, "<i2").reshape(-1, channels).mean(axis=1)
-    if rate != SAMPLE_RATE_HZ:
-        x = soxr.resample(x.astype(np.float32), rate, SAMPLE_RATE_HZ)
-    return np.clip(x, -32768, 32767).astype(np.int16)
+        return read_wav(path)
+    except (AudioFormatError, OSError) as exc:
+        raise WakeWordError(f"{exc}") from None
 
 
 def wav_files(folder: str | Path) -> list[Path]:
