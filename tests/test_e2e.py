@@ -138,7 +138,8 @@ async def test_timer_fires_with_alarm_and_spoken_notice(tmp_path, device_models,
     (fired,) = _of(events, "timer_fired")
     assert fired["duration_s"] == 2
     heard = _heard(device_models, sink)
-    assert heard.count("timer") >= 2, f"expected the confirmation and the notice in {heard!r}"
+    # "Timer set for 2 seconds." then the alarm and "Your timer is done."
+    assert "set" in heard and "done" in heard, f"expected the confirmation and the notice in {heard!r}"
 
 
 async def test_weather_intent_reaches_the_gateway_and_the_temperature_is_spoken(tmp_path, device_models, gateway,
@@ -187,4 +188,4 @@ async def test_gateway_down_speaks_the_offline_message_and_commands_still_work(t
     assert [t["outcome"] for t in turns] == ["offline", "ok"], turns
     assert turns[1]["kind"] == "command" and run.platform.volume() > 60
     heard = _heard(device_models, sink)
-    assert "reach" in heard and "volume" in heard, heard
+    assert "reach" in heard and ("volume" in heard or "value" in heard), heard  # tiny.en hears Piper's "volume" as "value"
