@@ -21,6 +21,7 @@ RATE_HZ = 16000
 
 def build_other_speech(folder: Path = OUT / "wakeword_other_speech", minutes: float = 60.0, seed: int = 9001) -> Path:
     """~`minutes` of synthesized ordinary speech as 16 kHz WAVs (cached: rebuilt only when short)."""
+    from device.audio import write_wav
     from device.wakeword_eval import read_wav_16k
     from device.wakeword_train import texts
     from device.wakeword_train.voices import HibariVoice, PiperVoice
@@ -43,22 +44,12 @@ def build_other_speech(folder: Path = OUT / "wakeword_other_speech", minutes: fl
             parts += [clip, np.zeros(int(rng.uniform(0.1, 0.8) * RATE_HZ), np.float32)]
         audio = np.concatenate(parts)
         pcm = np.clip(audio / (np.abs(audio).max() + 1e-9) * rng.uniform(0.05, 0.9) * 32767, -32768, 32767).astype(np.int16)
-        _write_wav(folder / f"other_{i:04d}.wav", pcm)
+        write_wav(folder / f"other_{i:04d}.wav", pcm, RATE_HZ)
         i += 1
         total_s += len(pcm) / RATE_HZ
         bar.update(int(len(pcm) / RATE_HZ))
     bar.close()
     return folder
-
-
-def _write_wav(path: Path, pcm: np.ndarray) -> None:
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE_HZ)
-        w.writeframes(pcm.tobytes())
 
 
 def run(model: str = "hey-vox-lens", positives: Path | None = None, threshold: float = 0.5, other_minutes: float = 60.0) -> dict:

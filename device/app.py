@@ -24,7 +24,6 @@ from device.tts import TextToSpeech
 from device.vad import Endpointer, SileroVad
 from device.voice_output import Sink, VoiceOutput
 from device.wakeword import WakeWordDetector
-from models.catalog import resolve
 from voxlens.config import Config
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def load_models(cfg: Config) -> DeviceModels:
     return DeviceModels(
         stt=SpeechToText(cfg.models.stt, cfg.stt),
         tts=TextToSpeech(cfg.models.tts, cfg.tts),
-        vad=SileroVad(resolve(cfg.models.vad)),
+        vad=SileroVad(cfg.models.vad),
         wake=WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
                               cfg.wakeword.refractory_s),
     )

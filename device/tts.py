@@ -29,7 +29,7 @@ MAX_TEXT_CHARS = 5000
 _CLAUSE_END = re.compile(r"[,;:\u2014\u2013]\s|\s[-\u2014\u2013]\s")
 
 
-def _load_voice(path: Path, config_path: Path, threads: int):
+def load_piper_voice(path: Path, config_path: Path, threads: int = 0):
     """PiperVoice with our own onnxruntime session: every core, but threads that sleep instead of spin.
 
     Piper's own loader gives onnxruntime spinning threads; next to whisper, the wake word and the
@@ -143,7 +143,7 @@ class TextToSpeech:
                 raise ModelError(f"Piper voice file {p} is missing; a voice needs both X.onnx and X.onnx.json; "
                                  f"fix: voxlens models verify {voice}")
         try:
-            self.voice = _load_voice(path, config_path, self.cfg.threads)
+            self.voice = load_piper_voice(path, config_path, self.cfg.threads)
         except Exception as exc:
             raise ModelError(f"Piper voice {path} cannot be loaded ({exc}); fix: voxlens models verify {voice}") from None
         self.sample_rate_hz: int = self.voice.config.sample_rate

@@ -30,7 +30,7 @@ class SileroVad:
         import onnxruntime
         from models.catalog import ModelError, resolve
 
-        path = Path(model_path) if model_path else Path(resolve("silero-vad"))
+        path = Path(resolve(str(model_path or "silero-vad")))  # a catalog name or a path
         if not path.is_file():
             raise ModelError(f"Silero VAD model {path} does not exist; fix: voxlens models verify silero-vad")
         opts = onnxruntime.SessionOptions()

@@ -124,11 +124,11 @@ class PiperVoice:
     name = "piper"
 
     def __init__(self, model: str = "piper-joe-medium") -> None:
-        from piper import PiperVoice as _Piper
-
+        from device.tts import load_piper_voice
         from models.catalog import resolve
 
-        self.voice = _Piper.load(str(resolve(model)))
+        path = resolve(model)
+        self.voice = load_piper_voice(path, path.with_name(path.name + ".json"))
 
     def synthesize_text(self, text: str, rng: np.random.Generator) -> np.ndarray:
         from piper import SynthesisConfig
