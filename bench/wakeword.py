@@ -1,102 +1,238 @@
-"""Wake-word benchmark: a head's FRR on real speakers and false accepts per hour on real + an hour of other speech.
+"""`voxlens bench wakeword`: the default recipe, judged on real voices it never heard.
 
-`run(model, positives)` prints a table and writes bench/out/wakeword.json. The
-"other speech" hour is synthesized once into bench/out/wakeword_other_speech/
-(Piper joe and hibari reading random word sequences and sentences with a seed
-the trainer never uses), then reused. Also times the streaming detector per
-80 ms frame (noisy on a shared machine).
+For each phrase with real recordings in shared/eval (hey chatterbox, jarvis,
+smart mirror, alexa) and each speaker fold k of the real negatives:
+
+1. train a head with the default recipe (`voxlens wakeword train`'s defaults:
+   synthetic positives only, real negatives of fold k, hard-negative mining,
+   the verifier head), cached in bench/out/wakeword/;
+2. score it on every real recording of the phrase (FRR), on the ordinary
+   speech of the *other* fold (LibriSpeech read speech + WUW-II telephone
+   conversation: false accepts per hour), on the isolated words of the other
+   fold, and on synthetic noise; first stage alone, with the STT verifier and
+   with the verifier head; at the device's default threshold and as a sweep.
+
+The two folds together score every minute of the hour of ordinary speech with
+a head that never trained on it (and never on its speakers). FRR is the mean
+of the two heads. A DET curve (FRR against FA/h) per phrase goes to
+bench/out/wakeword_det.png beside the JSON. The detector's and verifier's
+costs are measured idle and with both cores busy.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 OUT = Path(__file__).parent / "out"
-SHARED_EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 RATE_HZ = 16000
+PHRASES = {"hey chatterbox": "hey_chatterbox", "jarvis": "jarvis", "smart mirror": "smart_mirror", "alexa": "alexa"}
+ORDINARY = ("librispeech", "phone_speech")
+WORDS = ("speech_commands_words", "words_en")
+SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+NOISE_MINUTES = 10.0
 
 
-def build_other_speech(folder: Path = OUT / "wakeword_other_speech", minutes: float = 60.0, seed: int = 9001) -> Path:
-    """~`minutes` of synthesized ordinary speech as 16 kHz WAVs (cached: rebuilt only when short)."""
-    from device.audio import write_wav
-    from device.wakeword_eval import read_wav_16k
-    from device.wakeword_train import texts
-    from device.wakeword_train.voices import HibariVoice, PiperVoice
+def _spin() -> None:
+    x = 0
+    while True:
+        x = (x * 31 + 7) % 1000003
 
-    folder.mkdir(parents=True, exist_ok=True)
-    have = sum(len(read_wav_16k(p)) for p in folder.glob("*.wav")) / RATE_HZ / 60
-    if have >= minutes * 0.98:
-        return folder
+
+@contextmanager
+def busy_cpu(workers: int):
+    """`workers` pure-Python spinners on other processes: a device that is doing something else."""
+    procs = [mp.Process(target=_spin, daemon=True) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        time.sleep(0.3)
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+            p.join()
+
+
+def noise_clips(minutes: float = NOISE_MINUTES, seed: int = 4242) -> list[np.ndarray]:
+    """Synthetic background noise (white, pink, brown, mains hum) at levels from near-silent to loud, 30 s each."""
+    from device.wakeword.train.augment import coloured_noise, to_int16
+
     rng = np.random.default_rng(seed)
-    hib, pip = HibariVoice(), PiperVoice()
-    from tqdm import tqdm
-
-    total_s, i = have * 60, len(list(folder.glob("*.wav")))
-    bar = tqdm(total=int(minutes * 60), initial=int(total_s), desc="other speech", unit="s")
-    while total_s < minutes * 60:
-        parts = []
-        for _ in range(10):
-            text = " ".join(str(rng.choice(texts.SENTENCES)) if rng.random() < 0.2 else texts.random_word_text(rng, set(), 4, 12) for _ in range(2))
-            clip = pip.synthesize_text(text, rng) if rng.random() < 0.5 else hib.synthesize(hib.phonemize(text), rng)
-            parts += [clip, np.zeros(int(rng.uniform(0.1, 0.8) * RATE_HZ), np.float32)]
-        audio = np.concatenate(parts)
-        pcm = np.clip(audio / (np.abs(audio).max() + 1e-9) * rng.uniform(0.05, 0.9) * 32767, -32768, 32767).astype(np.int16)
-        write_wav(folder / f"other_{i:04d}.wav", pcm, RATE_HZ)
-        i += 1
-        total_s += len(pcm) / RATE_HZ
-        bar.update(int(len(pcm) / RATE_HZ))
-    bar.close()
-    return folder
+    return [to_int16(coloured_noise(30 * RATE_HZ, rng), float(rng.uniform(-50, -3))) for _ in range(int(minutes * 2))]
 
 
-def run(model: str = "hey-vox-lens", positives: Path | None = None, threshold: float = 0.5, other_minutes: float = 60.0) -> dict:
-    """Evaluate `model`; default positives: the 56 real 'hey chatterbox' speakers (pass a chatterbox head)."""
+def train_fold(phrase: str, fold: int, minutes: float) -> Path:
+    from device.wakeword.corpus import default_negative_dirs
+    from device.wakeword.train.train import TrainPlan, train_head
+
+    head = OUT / "wakeword" / f"{PHRASES[phrase]}_fold{fold}_{minutes:g}min.onnx"
+    if not head.is_file() or not head.with_name(head.stem + ".verifier.onnx").is_file():
+        print(f"training {head.name} (default recipe, {minutes:g} min budget, negatives fold {fold})…", flush=True)
+        plan = TrainPlan.for_minutes(phrase, minutes, negatives=tuple(str(d) for d in default_negative_dirs()),
+                                     negative_fold=fold)
+        report = train_head(phrase, head, plan=plan)
+        print(f"  {report.seconds['total']:.0f} s, real negatives {report.real_negatives}, mined {report.mined}", flush=True)
+    return head
+
+
+def _pool(rows: list[list[dict]], hours: list[float], n_pos: int) -> list[dict]:
+    """Sweeps of the two folds -> one: FRR the mean, FA/h over the summed hours."""
+    out = []
+    for parts in zip(*rows):
+        row = {"threshold": parts[0]["threshold"]}
+        for suffix in ("", "_verified"):
+            if "fa" + suffix not in parts[0]:
+                continue
+            row["frr" + suffix] = round(sum(p["misses" + suffix] for p in parts) / (n_pos * len(parts)), 4)
+            row["fa_per_hour" + suffix] = round(sum(p["fa" + suffix] for p in parts) / sum(hours), 3)
+            row["fa" + suffix] = sum(p["fa" + suffix] for p in parts)
+        out.append(row)
+    return out
+
+
+def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similarity: float, folds=(0, 1)) -> dict:
+    from device.wakeword.corpus import SHARED_EVAL, read_negative_files
+    from device.wakeword.eval import evaluate, wav_files
+    from device.wakeword.verifier import HeadVerifier, SttVerifier
+
+    positives = wav_files(SHARED_EVAL / "wakeword" / PHRASES[phrase])
+    noise = noise_clips()
+    per_verifier: dict[str, dict] = {}
+    for kind in ("none", "stt", "head"):
+        sweeps, hours, words_fa, words_h, noise_fa, frr_at, fa_at, missed, texts, costs = [], [], 0, 0.0, 0, [], 0, [], [], []
+        for fold in folds:
+            head = train_fold(phrase, fold, minutes)
+            verifier = None
+            if kind == "stt":
+                verifier = SttVerifier(stt, phrase, min_similarity)
+            elif kind == "head":
+                verifier = HeadVerifier(head.with_name(head.stem + ".verifier.onnx"))
+            ordinary = [a for _, a in read_negative_files([SHARED_EVAL / "negatives" / n for n in ORDINARY], 1 - fold).clips]
+            words = [a for _, a in read_negative_files([SHARED_EVAL / "negatives" / n for n in WORDS], 1 - fold).clips]
+            r = evaluate(head, positives, ordinary, threshold, verifier=verifier, thresholds=SWEEP)
+            rw = evaluate(head, positives[:1], words, threshold, verifier=verifier, thresholds=())
+            rn = evaluate(head, positives[:1], noise, threshold, verifier=verifier, thresholds=())
+            sweeps.append(r.sweep)
+            hours.append(r.negative_hours)
+            frr_at.append(r.frr)
+            fa_at += r.false_accepts
+            words_fa += rw.false_accepts
+            words_h += rw.negative_hours
+            noise_fa += rn.false_accepts
+            missed += r.missed
+            texts += r.false_accept_texts
+            if r.verifier_ms:
+                costs.append(r.verifier_ms)
+        per_verifier[kind] = {
+            "frr": round(float(np.mean(frr_at)), 4), "fa_per_hour": round(fa_at / sum(hours), 3), "false_accepts": fa_at,
+            "ordinary_speech_hours": round(sum(hours), 3),
+            "words_fa_per_hour": round(words_fa / words_h, 2) if words_h else None, "words_hours": round(words_h, 3),
+            "noise_fa_per_hour": round(noise_fa / (NOISE_MINUTES / 60 * len(folds)), 2),
+            "sweep": _pool(sweeps, hours, len(positives)), "missed": sorted(set(missed)),
+            "false_accept_texts": texts[:20], "verifier_ms": costs,
+        }
+    return {"phrase": phrase, "positives": len(positives), "threshold": threshold, "train_minutes": minutes,
+            "verifiers": per_verifier}
+
+
+def measure_costs(head: Path, stt, phrase: str, min_similarity: float) -> dict:
+    """Detector ms per 80 ms frame (streaming) and STT-verifier ms per fire, idle and with both cores busy."""
     from device.wakeword import WakeWordDetector
-    from device.wakeword_eval import evaluate, load_negatives, wav_files
+    from device.wakeword.corpus import SHARED_EVAL, read_negative_files
+    from device.wakeword.verifier import SttVerifier
 
-    positives = positives or SHARED_EVAL / "wakeword" / "hey_chatterbox"
-    other = build_other_speech(minutes=other_minutes)
-    real_neg = load_negatives([SHARED_EVAL / "negatives" / "words_en", SHARED_EVAL / "speech"])
-    synth_neg = load_negatives([other])
-    rows = {}
-    for label, neg in (("real negatives + speech", real_neg), ("synthesized other speech", synth_neg)):
-        rows[label] = evaluate(model, wav_files(positives), neg, threshold).to_dict()
-    det = WakeWordDetector([model], threshold=threshold)
-    audio = real_neg[: 20 * RATE_HZ]
-    t0 = time.perf_counter()
-    det.process_audio(audio)
-    per_frame_ms = (time.perf_counter() - t0) / (len(audio) / 1280) * 1000
-    result = {"model": str(model), "threshold": threshold, "detector_ms_per_frame": round(per_frame_ms, 3), "sets": rows}
-    print(f"wake word {model} @ {threshold}: {per_frame_ms:.2f} ms per 80 ms frame (streaming, one head)")
-    print(f"{'negatives':<28}{'hours':>7}{'FA':>5}{'FA/h':>8}{'FRR %':>8}")
-    for label, r in rows.items():
-        print(f"{label:<28}{r['negative_hours']:>7.2f}{r['false_accepts']:>5}{r['fa_per_hour']:>8.2f}{100 * r['frr']:>8.1f}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "wakeword.json").write_text(json.dumps(result, indent=1))
-    return result
+    speech = np.concatenate([a for _, a in read_negative_files([SHARED_EVAL / "speech"]).clips])[: 20 * RATE_HZ]
+    det = WakeWordDetector([str(head)], threshold=0.5)
+    ver = SttVerifier(stt, phrase, min_similarity)
+
+    def once() -> dict:
+        det.reset()
+        t0 = time.perf_counter()
+        det.process_audio(speech)
+        frame_ms = (time.perf_counter() - t0) / (len(speech) / 1280) * 1000
+        ms = []
+        for k in range(8):
+            clip = speech[k * RATE_HZ: k * RATE_HZ + 2 * RATE_HZ]
+            ms.append(ver.verify(clip).ms)
+        return {"detector_ms_per_frame": round(frame_ms, 3), "share_of_one_core": round(frame_ms / 80.0, 4),
+                "stt_verifier_ms_p50": round(float(np.percentile(ms, 50)), 1),
+                "stt_verifier_ms_p90": round(float(np.percentile(ms, 90)), 1)}
+
+    idle = once()
+    with busy_cpu(2):
+        loaded = once()
+    return {"idle": idle, "busy_2_spinners": loaded}
+
+
+def plot_det(results: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.8), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        for kind, style in (("none", "o-"), ("stt", "s-"), ("head", "^-")):
+            sweep = res["verifiers"][kind]["sweep"]
+            suffix = "" if kind == "none" else "_verified"
+            x = [max(r["fa_per_hour" + suffix], 0.05) for r in sweep]
+            y = [100 * r["frr" + suffix] for r in sweep]
+            label = {"none": "first stage", "stt": "+ STT verifier", "head": "+ verifier head"}[kind]
+            ax.plot(x, y, style, label=label, markersize=4)
+        ax.axvline(0.5, color="grey", lw=0.8, ls="--")
+        ax.axhline(5, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlim(0.04, 200)
+        ax.set_xlabel("false accepts per hour (0 drawn at 0.05)")
+        ax.set_ylabel("false rejects, % of real speakers")
+        ax.set_title(f"{res['phrase']!r} ({res['positives']} speakers)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("wake word on real speech never seen in training (sweep over the first-stage threshold)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def bench_cli(args) -> int:
-    """`voxlens bench wakeword`: train a 'hey chatterbox' head with the default recipe (synthetic speech only,
-    cached in bench/out/), then score it on the 56 real speakers and the negatives, at 0.5 and at the
-    device's default threshold."""
-    from device.wakeword_train.train import TrainPlan, train_head
-    from voxlens.config import WakewordConfig
+    from device.stt import SpeechToText
+    from voxlens.config import load
 
-    minutes = 1.0 if args.quick else 5.0
-    head = OUT / f"hey_chatterbox_{minutes:g}min.onnx"
-    if not head.is_file():
-        OUT.mkdir(parents=True, exist_ok=True)
-        print(f"training {head.name} ({minutes:g} min budget)…", flush=True)
-        train_head("hey chatterbox", head, plan=TrainPlan.for_minutes("hey chatterbox", minutes))
-    results = {}
-    for threshold in sorted({0.5, WakewordConfig().threshold}):
-        results[str(threshold)] = run(str(head), threshold=threshold, other_minutes=10.0 if args.quick else 60.0)
+    cfg = load()
+    minutes = 2.0 if args.quick else 10.0
+    phrases = ["hey chatterbox"] if args.quick else list(PHRASES)
+    folds = (0,) if args.quick else (0, 1)
+    stt = SpeechToText(cfg.models.stt, cfg.stt)
+    th, sim = cfg.wakeword.threshold, cfg.wakeword.verifier_min_similarity
+    results = []
+    for phrase in phrases:
+        res = bench_phrase(phrase, minutes, th, stt, sim, folds)
+        results.append(res)
+        _print_phrase(res)
+    costs = measure_costs(train_fold(phrases[0], 0, minutes), stt, phrases[0], sim)
+    print(f"\ncost: {costs}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    png = OUT / "wakeword_det.png"
+    plot_det(results, png)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}")
+    out.write_text(json.dumps({"threshold": th, "verifier_min_similarity": sim, "phrases": results, "costs": costs}, indent=1))
+    print(f"wrote {out} and {png}")
     return 0
+
+
+def _print_phrase(res: dict) -> None:
+    print(f"\n{res['phrase']!r}: {res['positives']} real speakers, threshold {res['threshold']}, "
+          f"{res['verifiers']['none']['ordinary_speech_hours']:.2f} h of unseen ordinary speech")
+    print(f"  {'verifier':<10}{'FRR %':>7}{'FA/h speech':>13}{'FA/h words':>12}{'FA/h noise':>12}")
+    for kind, v in res["verifiers"].items():
+        print(f"  {kind:<10}{100 * v['frr']:>7.1f}{v['fa_per_hour']:>13.2f}{v['words_fa_per_hour'] or 0:>12.2f}{v['noise_fa_per_hour']:>12.2f}")
+    print(f"  sweep (first stage | with STT verifier):")
+    stt_sweep = res["verifiers"]["stt"]["sweep"]
+    for row in stt_sweep:
+        print(f"    {row['threshold']:>5}  FRR {100 * row['frr']:5.1f} %  FA/h {row['fa_per_hour']:7.2f}   |   "
+              f"FRR {100 * row['frr_verified']:5.1f} %  FA/h {row['fa_per_hour_verified']:6.2f}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterable, Callable
 
 import numpy as np
@@ -24,6 +24,7 @@ from device.tts import TextToSpeech
 from device.vad import Endpointer, SileroVad
 from device.voice_output import Sink, VoiceOutput
 from device.wakeword import WakeWordDetector
+from device.wakeword.verifier import Verifier, load_verifier
 from voxlens.config import Config
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,26 @@ class DeviceModels:
     tts: TextToSpeech
     vad: SileroVad
     wake: WakeWordDetector
+    verifiers: dict[str, Verifier] = field(default_factory=dict)   # head name -> second stage
 
 
 def load_models(cfg: Config) -> DeviceModels:
-    return DeviceModels(
-        stt=SpeechToText(cfg.models.stt, cfg.stt),
-        tts=TextToSpeech(cfg.models.tts, cfg.tts),
-        vad=SileroVad(cfg.models.vad),
-        wake=WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
-                              cfg.wakeword.refractory_s),
-    )
+    stt = SpeechToText(cfg.models.stt, cfg.stt)
+    wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
+                            cfg.wakeword.refractory_s)
+    return DeviceModels(stt=stt, tts=TextToSpeech(cfg.models.tts, cfg.tts), vad=SileroVad(cfg.models.vad),
+                        wake=wake, verifiers=load_verifiers(cfg, wake, stt))
+
+
+def load_verifiers(cfg: Config, wake: WakeWordDetector, stt: SpeechToText) -> dict[str, Verifier]:
+    """One verifier per head, as configured; a head whose verifier cannot load wakes on the first stage (warned)."""
+    out = {}
+    for head in wake.heads:
+        v = load_verifier(cfg.wakeword.verifier, head, lambda: stt, min_similarity=cfg.wakeword.verifier_min_similarity,
+                          head_threshold=cfg.wakeword.verifier_threshold)
+        if v is not None:
+            out[head.name] = v
+    return out
 
 
 @dataclass
@@ -71,7 +82,8 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
                         actions=DeviceActions(platform, cfg.device.time_zone),
                         speaker=VoiceOutput(models.tts, sink), client=client, emit=emit,
                         barge_in_on_speech=cfg.device.barge_in_on_speech)
-    loop = AudioLoop(engine, wake=models.wake, endpointer=Endpointer(cfg.vad, models.vad), stt=models.stt, emit=emit)
+    loop = AudioLoop(engine, wake=models.wake, endpointer=Endpointer(cfg.vad, models.vad), stt=models.stt, emit=emit,
+                     verifiers=models.verifiers)
     async with client:
         try:
             await loop.run(source)

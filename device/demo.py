@@ -36,7 +36,7 @@ DEMO_SCRIPT: tuple[tuple[str, float], ...] = (
 def user_voice(seed: int = 7) -> Callable[[str], np.ndarray]:
     """text -> 16 kHz int16 speech in a user's voice (hibari), deterministic for a given seed."""
     from device.audio import float_to_int16
-    from device.wakeword_train.voices import HibariVoice
+    from device.wakeword.train.voices import HibariVoice
 
     voice = HibariVoice()
 

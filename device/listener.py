@@ -17,7 +17,8 @@ from device.audio import SAMPLE_RATE_HZ
 from device.engine import State, TurnEngine
 from device.stt import SpeechToText, StreamingTranscription
 from device.vad import Endpointer, VadEvent
-from device.wakeword import WakeWordDetector
+from device.wakeword import Detection, WakeWordDetector
+from device.wakeword.verifier import Verdict, Verifier
 from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,10 @@ class AudioLoop:
     """Feeds frames to the stages and the engine. One instance per audio stream."""
 
     def __init__(self, engine: TurnEngine, *, wake: WakeWordDetector, endpointer: Endpointer, stt: SpeechToText,
-                 clock: Clock = monotonic, emit: Callable[[dict], None] | None = None) -> None:
+                 clock: Clock = monotonic, emit: Callable[[dict], None] | None = None,
+                 verifiers: dict[str, Verifier] | None = None) -> None:
         self.engine, self.wake, self.endpointer, self.stt = engine, wake, endpointer, stt
+        self.verifiers = verifiers or {}   # head name -> second stage; a head without one wakes on its own
         self.clock = clock
         self._emit = emit or (lambda event: None)
         self.samples = 0                 # samples received on this stream
@@ -86,7 +89,13 @@ class AudioLoop:
             self._t0_s = self.clock() - len(frame) / SAMPLE_RATE_HZ
         self.samples += len(frame)
         for det in self.wake.process(frame):
-            self.emit("wake", name=det.name, score=round(det.score, 3), at_s=round(self.samples / SAMPLE_RATE_HZ, 3))
+            verdict = await self._verify(det)
+            at_s = round(self.samples / SAMPLE_RATE_HZ, 3)
+            if verdict is not None and not verdict.accepted:
+                self.emit("wake_rejected", name=det.name, score=round(det.score, 3), at_s=at_s, verifier=verdict.to_dict())
+                continue
+            self.emit("wake", name=det.name, score=round(det.score, 3), at_s=at_s,
+                      **({"verifier": verdict.to_dict()} if verdict is not None else {}))
             await self.engine.wake()
             self._restart_endpointing()
             return
@@ -101,6 +110,20 @@ class AudioLoop:
         for event in events:
             await self._on_vad(event)
         self._check_partial()
+
+    async def _verify(self, det: Detection) -> Verdict | None:
+        """Ask the head's verifier off the event loop (answers keep playing); frames queue at the source meanwhile.
+
+        A verifier that fails at run time lets the wake stand: better one false wake than a deaf device.
+        """
+        verifier = self.verifiers.get(det.name)
+        if verifier is None or det.audio is None:
+            return None
+        try:
+            return await asyncio.to_thread(verifier.verify, det.audio, det.window)
+        except Exception as exc:  # noqa: BLE001 - logged, and the wake stands
+            log.warning("wake-word verifier %s failed (%s: %s); waking without it", verifier.kind, type(exc).__name__, exc)
+            return None
 
     async def _on_vad(self, event: VadEvent) -> None:
         if event.kind == "speech_start":

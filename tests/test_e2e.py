@@ -25,10 +25,16 @@ WAKE = "Hey vox lens."
 
 @pytest.fixture(scope="session")
 def device_models(stt, tts, silero) -> DeviceModels:
+    from device.app import load_verifiers
     from device.wakeword import WakeWordDetector
     from voxlens.config import load
 
-    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=WakeWordDetector(list(load().wakeword.heads)))
+    cfg = load()
+    wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
+                            cfg.wakeword.refractory_s)
+    verifiers = load_verifiers(cfg, wake, stt)
+    assert set(verifiers) == set(wake.names)   # the shipped defaults: every head confirmed by its verifier
+    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake, verifiers=verifiers)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from device.wakeword import Detection, WakeHead, WakeWordDetector, WakeWordError
-from device.wakeword_eval import read_wav_16k, stream_scores, wav_files
-from device.wakeword_frontend import FRAME_SAMPLES, FrontEnd, StreamingFeatures
+from device.wakeword.eval import read_wav_16k, stream_scores, wav_files
+from device.wakeword.frontend import FRAME_SAMPLES, FrontEnd, StreamingFeatures
 
 RATE = 16000
 
@@ -20,7 +20,7 @@ def front() -> FrontEnd:
 
 @pytest.fixture(scope="session")
 def hibari():
-    from device.wakeword_train.voices import HibariVoice
+    from device.wakeword.train.voices import HibariVoice
 
     return HibariVoice()
 
@@ -60,7 +60,7 @@ def test_incremental_features_equal_the_full_computation(front: FrontEnd, shared
 
 def test_detector_fires_at_the_phrase_and_only_there(detector: WakeWordDetector, shared_eval: Path) -> None:
     """Piper joe never speaks a positive in training, so this is a voice the head has not heard say the phrase."""
-    from device.wakeword_train.voices import PiperVoice
+    from device.wakeword.train.voices import PiperVoice
 
     rng = np.random.default_rng(7)
     phrase = PiperVoice().synthesize_text("Hey vox lens.", rng)
@@ -135,7 +135,7 @@ def test_wrong_shape_head_names_the_file_and_shape(tmp_path: Path) -> None:
 
 
 def test_tiny_training_run_scores_positive_above_negative(tmp_path: Path, front: FrontEnd, hibari) -> None:
-    from device.wakeword_train.train import TrainPlan, train_head
+    from device.wakeword.train.train import TrainPlan, train_head
 
     plan = TrainPlan(
         phrase="hey vox lens", kokoro_positives=0, hibari_positives=24, kokoro_confusables=0, hibari_confusables=24,

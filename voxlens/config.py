@@ -78,6 +78,9 @@ class WakewordConfig:
     threshold: float = 0.9   # measured: 0.5 -> 0.9 halves false accepts for ~2 points of real-speaker FRR (models/wakeword/README.md)
     patience_frames: int = 1
     refractory_s: float = 2.0
+    verifier: str = "stt"    # confirm each fire before waking: stt (Whisper + phoneme match), head (<head>.verifier.onnx), none
+    verifier_min_similarity: float = 0.6   # stt: share of the phrase's phonemes the transcript must hold
+    verifier_threshold: float = 0.5        # head: the second head's score to accept
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,24 @@ from pathlib import Path
 
 import numpy as np
 
-from device.wakeword_frontend import EMBEDDING_DIM, HEAD_EMBEDDINGS
+from device.wakeword.frontend import EMBEDDING_DIM, HEAD_EMBEDDINGS
 
 logger = logging.getLogger(__name__)
 
 N_INPUT = HEAD_EMBEDDINGS * EMBEDDING_DIM
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, weights: np.ndarray, hidden: int = 64, epochs: int = 60, seed: int = 0, alpha: float = 1e-3):
-    """Fit on flattened windows; returns (mean, std, sklearn model)."""
+def fit_mlp(x: np.ndarray, y: np.ndarray, weights: np.ndarray, hidden: int = 64, epochs: int = 60, seed: int = 0,
+            alpha: float = 1e-3, norm: tuple[np.ndarray, np.ndarray] | None = None):
+    """Fit on flattened windows; returns (mean, std, sklearn model). `norm` reuses a normalisation (mining rounds)."""
     from sklearn.neural_network import MLPClassifier
 
     flat = x.reshape(len(x), N_INPUT).astype(np.float32)
-    mean = flat.mean(axis=0)
-    std = flat.std(axis=0) + 1e-3
+    if norm is None:
+        mean = flat.mean(axis=0)
+        std = flat.std(axis=0) + 1e-3
+    else:
+        mean, std = norm
     model = MLPClassifier(
         hidden_layer_sizes=(hidden, hidden // 2), alpha=alpha, batch_size=256, learning_rate_init=1e-3,
         max_iter=epochs, random_state=seed, early_stopping=False, n_iter_no_change=epochs,
@@ -36,6 +40,15 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, weights: np.ndarray, hidden: int = 64,
         warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter is expected: we stop by budget
         model.fit((flat - mean) / std, y, sample_weight=weights)
     return mean, std, model
+
+
+def predict(mean: np.ndarray, std: np.ndarray, model, x: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """Scores of (N, 16, 96) windows, as the exported head computes them."""
+    out = np.zeros(len(x), np.float32)
+    for s in range(0, len(x), batch):
+        flat = x[s:s + batch].reshape(-1, N_INPUT).astype(np.float32)
+        out[s:s + batch] = model.predict_proba((flat - mean) / std)[:, 1]
+    return out
 
 
 def export_onnx(path: str | Path, mean: np.ndarray, std: np.ndarray, model, phrase: str = "") -> Path:

@@ -3,7 +3,7 @@
 A head is any ONNX model taking (1, 16, 96) float embeddings and returning a
 score in [0, 1] (openWakeWord's format; the project's own heads are trained by
 `voxlens wakeword train`). Audio is 16 kHz mono int16 in 80 ms frames, fed to
-the front end at int16 scale (see device/wakeword_frontend.py for why).
+the front end at int16 scale (see device/wakeword/frontend.py for why).
 
 Decision rule per head: a detection fires when the score has been >= threshold
 for `patience_frames` consecutive frames, and not again for `refractory_s`.
@@ -11,12 +11,12 @@ for `patience_frames` consecutive frames, and not again for `refractory_s`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from device.wakeword_frontend import (
+from device.wakeword.frontend import (
     EMBEDDING_DIM,
     FRAME_SAMPLES,
     HEAD_EMBEDDINGS,
@@ -34,11 +34,16 @@ class WakeWordError(ValueError):
     """A head file is missing, corrupt or of the wrong shape, or a frame is malformed; the message names which and the fix."""
 
 
+HISTORY_S = 3.0      # audio kept for the verifier (it reads the last ~2 s before a fire)
+
+
 @dataclass(frozen=True)
 class Detection:
     name: str        # head name: catalog name, or the file's stem
     score: float     # the head's score on the frame that fired
     sample: int      # end offset of that frame in the stream, in samples at 16 kHz (since start or reset())
+    audio: np.ndarray | None = field(default=None, repr=False)    # the last HISTORY_S of int16 audio up to `sample`
+    window: np.ndarray | None = field(default=None, repr=False)   # the (1, 16, 96) window the head scored
 
 
 class WakeHead:
@@ -75,6 +80,8 @@ class WakeHead:
             )
         self._input = inputs[0].name
         self._batch_ok = not isinstance(shape[0], int) or shape[0] != 1
+        meta = self._session.get_modelmeta().custom_metadata_map or {}
+        self.phrase: str = meta.get("phrase") or " ".join(self.path.stem.replace("-", "_").split("_"))
 
     def score(self, windows: np.ndarray) -> np.ndarray:
         """(N, 16, 96) -> (N,) scores."""
@@ -144,6 +151,7 @@ class WakeWordDetector:
             _HeadState(WakeHead(h), Trigger(threshold, self.patience_frames, self.refractory_samples)) for h in heads
         ]
         self._features = StreamingFeatures(self.front)
+        self._history = np.zeros(int(HISTORY_S * SAMPLE_RATE_HZ), np.int16)
         self.samples_seen = 0
         self.last_scores: dict[str, float] = {}
 
@@ -151,9 +159,14 @@ class WakeWordDetector:
     def names(self) -> list[str]:
         return [s.head.name for s in self._states]
 
+    @property
+    def heads(self) -> list[WakeHead]:
+        return [s.head for s in self._states]
+
     def reset(self) -> None:
         """Forget all audio (e.g. after a turn), as if the stream restarted after silence."""
         self._features.reset()
+        self._history[:] = 0
         self.samples_seen = 0
         self.last_scores = {}
         for s in self._states:
@@ -166,6 +179,7 @@ class WakeWordDetector:
                 f"wake-word frames must be int16 arrays of {FRAME_SAMPLES} samples (80 ms at 16 kHz), got {frame.dtype} {frame.shape}"
             )
         self._features.push(frame)
+        self._history = np.concatenate([self._history[FRAME_SAMPLES:], frame])
         self.samples_seen += FRAME_SAMPLES
         window = self._features.window()
         found = []
@@ -173,7 +187,7 @@ class WakeWordDetector:
             score = float(s.head.score(window)[0])
             self.last_scores[s.head.name] = score
             if s.trigger.update(score, self.samples_seen):
-                found.append(Detection(s.head.name, score, self.samples_seen))
+                found.append(Detection(s.head.name, score, self.samples_seen, self._history.copy(), window))
                 logger.info("wake word %s at %.2f s (score %.3f)", s.head.name, self.samples_seen / SAMPLE_RATE_HZ, score)
         return found
 

@@ -15,7 +15,7 @@ applies the same per-frame clip in numpy, so both paths give the same numbers.
 Audio scaling: int16-scale floats (the raw int16 values as float32), exactly as
 openWakeWord feeds them, so heads trained by openWakeWord load and score
 correctly. livekit-wakeword feeds [-1, 1] instead; its heads would need the
-input divided by 32768. Training (device/wakeword_train) uses this same module.
+input divided by 32768. Training (device/wakeword/train) uses this same module.
 """
 from __future__ import annotations
 

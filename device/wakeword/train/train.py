@@ -1,9 +1,19 @@
-"""Train a wake-phrase head from synthetic speech on a CPU: generate, augment, featurise, fit, export.
+"""Train a wake-phrase head on a CPU: synthetic positives, synthetic and real negatives, hard-negative mining.
 
-Time goes to generation (Kokoro: ~1 s per clip on a shared core pair) and
-features; fitting the MLP takes seconds. `TrainPlan.for_minutes` sizes every
-stage from the time budget, and each generation stage also stops at its share
-of the deadline, so `--minutes N` is a real upper bound (plus fitting).
+The recipe: positives are only ever synthetic (no recording of the phrase is
+needed); negatives are synthetic speech and noise plus real recorded speech
+(`negatives`, by default one speaker fold of shared/eval's ordinary speech, see
+device/wakeword/corpus.py). After a first fit, every real negative window is
+scored, the ones above `mining_threshold` are added again with `mining_weight`,
+and the head is refitted, `mining_rounds` times. A second, larger network
+(the verifier head, `<out>.verifier.onnx`) is then fitted on the positives
+against the mined hard negatives.
+
+Time goes to generation and features; front-end features of real files and of
+the synthesized set are cached on disk (device/wakeword/features_cache.py), so
+a retrain with other negatives or another mining setting costs the fitting
+only. `TrainPlan.for_minutes` sizes every stage from the time budget, and each
+generation stage also stops at its share of the deadline.
 """
 from __future__ import annotations
 
@@ -15,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from device.wakeword_frontend import FRAME_SAMPLES, HEAD_EMBEDDINGS, FrontEnd
-from device.wakeword_train import augment as aug
-from device.wakeword_train import texts
+from device.wakeword.frontend import FRAME_SAMPLES, HEAD_EMBEDDINGS, FrontEnd
+from device.wakeword.train import augment as aug
+from device.wakeword.train import texts
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +58,14 @@ class TrainPlan:
     seed: int = 0
     sources: tuple[str, ...] = DEFAULT_SOURCES
     deadline_s: float = 600.0
+    negatives: tuple[str, ...] = ()     # folders of real negative speech (empty: synthetic negatives only)
+    negative_fold: int | None = 0       # train on this speaker fold of them (None: all); the other is for evaluation
+    real_stride: int = 2                # real negative windows in the first fit: every 2nd frame
+    mining_rounds: int = 2
+    mining_threshold: float = 0.1       # real windows the head scores above this are mined
+    mining_weight: float = 3.0
+    verifier: bool = True               # also fit the second-stage head on the mined negatives
+    verifier_hidden: int = 256
 
     @classmethod
     def for_minutes(cls, phrase: str, minutes: float, **overrides) -> "TrainPlan":
@@ -71,6 +89,11 @@ class TrainReport:
     windows_negative: int = 0
     train_accuracy: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
+    real_negatives: str = ""                               # which real speech, how much, what was skipped
+    mined: list[int] = field(default_factory=list)         # real windows over mining_threshold, per round
+    verifier_path: Path | None = None
+    cache_hits: int = 0                                    # real files whose features came from the cache
+    synth_cached: bool = False                             # the synthesized windows came from the cache
 
 
 def _gen(label: str, n: int, make, deadline: float, counts: dict[str, int]) -> list[np.ndarray]:
@@ -95,7 +118,7 @@ class Clips:
 
 
 def synthesize_clips(plan: TrainPlan, rng: np.random.Generator, counts: dict[str, int]) -> Clips:
-    from device.wakeword_train import voices
+    from device.wakeword.train import voices
 
     t0 = time.monotonic()
     budget = plan.deadline_s
@@ -218,27 +241,143 @@ def build_windows(fe: FrontEnd, clips: Clips, plan: TrainPlan, rng: np.random.Ge
     return x, y, w, np.array(gs)
 
 
+def _synth_key(plan: TrainPlan) -> str:
+    import hashlib
+    import json
+
+    fields = {k: v for k, v in plan.__dict__.items()
+              if k not in ("negatives", "negative_fold", "real_stride", "mining_rounds", "mining_threshold",
+                           "mining_weight", "verifier", "verifier_hidden", "epochs", "hidden", "deadline_s")}
+    from device.wakeword.features_cache import FRONTEND_VERSION
+
+    fields["frontend"] = FRONTEND_VERSION
+    fields["recipe"] = 1  # bump when synthesize_clips/build_windows change their output
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def synthetic_windows(fe: FrontEnd, plan: TrainPlan, rng: np.random.Generator, report: TrainReport):
+    """Synthesize and featurise, or load the same set from the cache (keyed by phrase, counts, seed, voices)."""
+    from device.wakeword.features_cache import cache_dir
+
+    path = cache_dir() / f"synth-{_synth_key(plan)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                x, y, w, g = z["x"].astype(np.float32), z["y"], z["w"], z["g"]
+                report.clips = {str(k): int(v) for k, v in zip(z["clip_names"], z["clip_counts"])}
+            report.synth_cached = True
+            return x, y, w, g
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("synthetic feature cache %s unreadable (%s); synthesizing again", path, exc)
+    clips = synthesize_clips(plan, rng, report.clips)
+    x, y, w, g = build_windows(fe, clips, plan, rng)
+    x16 = x.astype(np.float16)   # what the cache keeps; fitting on it too makes a cached retrain identical
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial.npz")
+    np.savez(tmp, x=x16, y=y, w=w, g=g,
+             clip_names=np.array(list(report.clips)), clip_counts=np.array(list(report.clips.values())))
+    tmp.replace(path)
+    return x16.astype(np.float32), y, w, g
+
+
+def real_negative_windows(fe: FrontEnd, plan: TrainPlan, report: TrainReport) -> list[np.ndarray]:
+    """Per file, every head window (stride 1) over the real negative files of the training fold, features from the cache."""
+    from device.wakeword.corpus import read_negative_files
+    from device.wakeword.features_cache import EmbeddingCache, windows_of
+
+    if not plan.negatives:
+        return []
+    files = read_negative_files(list(plan.negatives), plan.negative_fold)
+    report.real_negatives = files.summary() + (f" (speaker fold {plan.negative_fold})" if plan.negative_fold is not None else "")
+    cache = EmbeddingCache(fe)
+    silence = fe.silence_embedding()
+    out = [windows_of(cache.embeddings(a), silence) for _, a in tqdm(files.clips, desc="features (real negatives)", unit="file", leave=False)]
+    report.cache_hits = cache.hits
+    return out
+
+
+def _balance(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Positives carry a third of the total weight; mean weight 1."""
+    w = w.astype(np.float32).copy()
+    n_pos, w_neg = max(1.0, float(w[y == 1].sum())), float(w[y == 0].sum())
+    w[y == 1] *= 0.5 * w_neg / n_pos
+    return w * (len(w) / w.sum())
+
+
 def train_head(phrase: str, out: str | Path, minutes: float = 10.0, plan: TrainPlan | None = None) -> TrainReport:
-    """The whole recipe; writes an openWakeWord-format ONNX head to `out`."""
-    from device.wakeword_train.head import export_onnx, fit_mlp
+    """The whole recipe; writes an openWakeWord-format ONNX head to `out` (and its verifier beside it)."""
+    from device.wakeword.train.head import export_onnx, fit_mlp, predict
 
     plan = plan or TrainPlan.for_minutes(phrase, minutes)
     rng = np.random.default_rng(plan.seed)
     report = TrainReport(Path(out), phrase)
     t0 = time.monotonic()
-    clips = synthesize_clips(plan, rng, report.clips)
-    t1 = time.monotonic()
     fe = FrontEnd()
-    x, y, w, groups = build_windows(fe, clips, plan, rng)
+    xs, ys, ws, groups = synthetic_windows(fe, plan, rng, report)
+    t1 = time.monotonic()
+    per_file = real_negative_windows(fe, plan, report)
     t2 = time.monotonic()
-    report.windows_positive, report.windows_negative = int(y.sum()), int(len(y) - y.sum())
+    # The first fit sees half of the files; mining then scans all of them, so what it finds is
+    # what the head gets wrong on speech it has not fitted (on fitted windows it is always right).
+    empty = np.zeros((0, HEAD_EMBEDDINGS, 96), np.float32)
+    first = np.concatenate([w[::plan.real_stride] for w in per_file[::2]] or [empty])
+    real = np.concatenate(per_file or [empty])
+    x = np.concatenate([xs, first]) if len(first) else xs
+    y = np.concatenate([ys, np.zeros(len(first), ys.dtype)])
+    w0 = np.concatenate([ws, np.ones(len(first), np.float32)])
+    g = np.concatenate([groups, np.array(["real"] * len(first))])
     import os
     if os.environ.get("VOXLENS_WAKEWORD_DUMP"):  # developer aid: keep the windows to compare fitting choices
-        np.savez(os.environ["VOXLENS_WAKEWORD_DUMP"], x=x, y=y, w=w, g=groups)
-    logger.info("fitting on %d positive / %d negative windows", report.windows_positive, report.windows_negative)
-    mean, std, model = fit_mlp(x, y, w, hidden=plan.hidden, epochs=plan.epochs, seed=plan.seed)
+        np.savez(os.environ["VOXLENS_WAKEWORD_DUMP"], x=x, y=y, w=w0, g=g)
+    logger.info("fitting on %d positive / %d negative windows (%d real)", int(y.sum()), int(len(y) - y.sum()), len(first))
+    mean, std, model = fit_mlp(x, y, _balance(y, w0), hidden=plan.hidden, epochs=plan.epochs, seed=plan.seed)
+    mined = np.zeros(len(real), bool)
+    for _ in range(plan.mining_rounds if len(real) else 0):
+        scores = predict(mean, std, model, real)
+        new = (scores > plan.mining_threshold) & ~mined
+        report.mined.append(int(new.sum()))
+        if not new.any():
+            break
+        mined |= new
+        hard = real[mined]
+        xm = np.concatenate([x, hard])
+        ym = np.concatenate([y, np.zeros(len(hard), y.dtype)])
+        wm = np.concatenate([w0, np.full(len(hard), plan.mining_weight, np.float32)])
+        mean, std, model = fit_mlp(xm, ym, _balance(ym, wm), hidden=plan.hidden, epochs=plan.epochs, seed=plan.seed,
+                                   norm=(mean, std))
+    report.windows_positive, report.windows_negative = int(y.sum()), int(len(y) - y.sum() + mined.sum())
     report.train_accuracy = float(model.score((x.reshape(len(x), -1) - mean) / std, y))
     export_onnx(out, mean, std, model, phrase)
     t3 = time.monotonic()
-    report.seconds = {"synthesis": t1 - t0, "features": t2 - t1, "fit": t3 - t2, "total": t3 - t0}
+    if plan.verifier:
+        report.verifier_path = train_verifier(out, phrase, plan, x, y, w0, real, mined, predict(mean, std, model, xs))
+    t4 = time.monotonic()
+    report.seconds = {"synthesis+features": t1 - t0, "real features": t2 - t1, "fit+mining": t3 - t2,
+                      "verifier": t4 - t3, "total": t4 - t0}
     return report
+
+
+def train_verifier(out: str | Path, phrase: str, plan: TrainPlan, x: np.ndarray, y: np.ndarray, w: np.ndarray,
+                   real: np.ndarray, mined: np.ndarray, synth_scores: np.ndarray) -> Path:
+    """The second stage: a larger net that only ever sees what the first one fires on.
+
+    Training set: the positives; the negatives the first head scores high
+    (synthetic and real: the mined ones); and a thin sample of the rest so it
+    stays calibrated on ordinary input.
+    """
+    from device.wakeword.train.head import export_onnx, fit_mlp
+
+    n_syn = len(synth_scores)
+    pos = np.flatnonzero(y[:n_syn] == 1)
+    neg_syn = np.flatnonzero((y[:n_syn] == 0) & (synth_scores > plan.mining_threshold))
+    rng = np.random.default_rng(plan.seed + 1)
+    rest = np.flatnonzero(y == 0)
+    rest = rng.choice(rest, size=min(len(rest), 4 * len(pos)), replace=False)
+    hard = real[mined]
+    xv = np.concatenate([x[pos], x[neg_syn], x[rest], hard])
+    yv = np.concatenate([np.ones(len(pos), int), np.zeros(len(neg_syn) + len(rest) + len(hard), int)])
+    wv = np.concatenate([w[pos], np.full(len(neg_syn), 2.0), np.ones(len(rest)), np.full(len(hard), 2.0)]).astype(np.float32)
+    mean, std, model = fit_mlp(xv, yv, _balance(yv, wv), hidden=plan.verifier_hidden, epochs=plan.epochs, seed=plan.seed + 1)
+    path = Path(out).with_name(Path(out).stem + ".verifier.onnx")
+    export_onnx(path, mean, std, model, phrase)
+    return path
