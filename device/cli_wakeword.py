@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--negatives", action="append", default=None, metavar="DIR",
                    help="folder of real speech without the phrase (repeatable); default: $VOXLENS_WAKEWORD_NEGATIVES, "
                         "else shared/eval's real ordinary speech beside the checkout")
-    t.add_argument("--negative-fold", default="0", choices=["0", "1", "all"],
-                   help="train on this speaker fold of the negatives (default 0; fold 1 stays unseen for evaluation), or all")
+    t.add_argument("--negative-fold", default="all", choices=["0", "1", "all"],
+                   help="train on one speaker fold of the negatives and keep the other unseen for evaluation "
+                        "(voxlens bench wakeword does), or all of them (default: a product head)")
     t.add_argument("--mining-rounds", type=int, default=2, help="hard-negative mining rounds (default 2)")
     t.add_argument("--no-verifier", action="store_true", help="do not fit the second-stage head (<output>.verifier.onnx)")
     t.add_argument("--json", action="store_true", help="print the training report as one JSON line")

@@ -74,7 +74,12 @@ def printer(out: TextIO) -> Callable[[dict], None]:
     def emit(event: dict) -> None:
         kind = event["event"]
         if kind == "wake":
-            print(f"[{event['at_s']:6.2f}s] wake word ({event['name']}, score {event['score']})", file=out)
+            v = event.get("verifier")
+            confirmed = f"; {v['verifier']} verifier heard {v['text']!r}, {v['ms']:.0f} ms" if v else ""
+            print(f"[{event['at_s']:6.2f}s] wake word ({event['name']}, score {event['score']}{confirmed})", file=out)
+        elif kind == "wake_rejected":
+            v = event["verifier"]
+            print(f"[{event['at_s']:6.2f}s] not woken: {v['verifier']} verifier heard {v['text']!r}", file=out)
         elif kind == "transcript_final":
             print(f"          heard: {event['text']!r}", file=out)
         elif kind == "route":

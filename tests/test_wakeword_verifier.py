@@ -139,3 +139,31 @@ async def test_device_wakes_only_when_the_verifier_confirms(stt, tts, silero, sh
     assert woke, [(e["at_s"], e["verifier"]["text"]) for e in rejected]
     assert all(phrase_start_s < e["at_s"] <= phrase_start_s + len(phrase) / RATE + 2.0 for e in woke), woke
     assert all(e["verifier"]["accepted"] and e["verifier"]["score"] >= 0.6 for e in woke)
+
+
+def test_eval_cli_scores_both_stages_on_real_audio_and_skips_bad_files(tmp_path: Path, shared_eval: Path, capsys) -> None:
+    """`voxlens wakeword eval` with a first stage that fires on everything: the STT verifier (the device's
+    default) keeps every real speaker and turns every fire on real read speech into a rejection."""
+    import json
+
+    from tests.test_wakeword import _constant_head
+    from voxlens.cli import main
+
+    pos, neg = tmp_path / "pos", tmp_path / "neg"
+    pos.mkdir(), neg.mkdir()
+    for p in wav_files(shared_eval / "wakeword" / "hey_chatterbox")[:3]:
+        shutil.copy(p, pos / p.name)
+    for p in wav_files(shared_eval / "negatives" / "librispeech")[:2]:
+        shutil.copy(p, neg / p.name)
+    (neg / "broken.wav").write_bytes(b"RIFF1234WAVEjunk")
+    head = _constant_head(tmp_path / "always.onnx", 1.0)
+    assert main(["wakeword", "eval", "--model", str(head), "--positives", str(pos), "--negatives", str(neg),
+                 "--threshold", "0.5", "--phrase", "hey chatterbox", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["verifier"] == "stt" and r["positives"] == 3 and r["negative_hours"] > 0
+    assert r["false_rejects"] == 0 and r["false_accepts"] == 0, (r["missed"], r["false_accept_texts"])
+    row = next(x for x in r["sweep"] if x["threshold"] == 0.5)
+    assert row["fa"] >= 5 and row["fa_verified"] == 0     # the first stage alone fires all the time
+    assert main(["wakeword", "eval", "--model", str(head), "--positives", str(pos),
+                 "--negatives", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -59,7 +59,7 @@ class TrainPlan:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     deadline_s: float = 600.0
     negatives: tuple[str, ...] = ()     # folders of real negative speech (empty: synthetic negatives only)
-    negative_fold: int | None = 0       # train on this speaker fold of them (None: all); the other is for evaluation
+    negative_fold: int | None = None    # train on one speaker fold of them (the bench keeps the other unseen); None: all
     real_stride: int = 2                # real negative windows in the first fit: every 2nd frame
     mining_rounds: int = 2
     mining_threshold: float = 0.1       # real windows the head scores above this are mined
