@@ -33,7 +33,7 @@ RATE_HZ = 16000
 PHRASES = {"hey chatterbox": "hey_chatterbox", "jarvis": "jarvis", "smart mirror": "smart_mirror", "alexa": "alexa"}
 ORDINARY = ("librispeech", "phone_speech")
 WORDS = ("speech_commands_words", "words_en")
-SWEEP = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 NOISE_MINUTES = 10.0
 
 

@@ -6,7 +6,7 @@ tens of times an hour. A verifier runs only on those fires, so it may cost a
 hundred times more per decision. Two are built and measured
 (models/wakeword/README.md):
 
-- `stt`: the device's own Whisper transcribes the last ~3 s (prompted with the
+- `stt`: the device's own Whisper transcribes the last ~2 s (prompted with the
   phrase, so a rare name is spelled one way); the fire stands when the
   transcript's espeak-ng phonemes end with the phrase's phonemes
   (device/wakeword/phonetic.py). It reuses the loaded STT model: no memory.
@@ -33,7 +33,7 @@ from voxlens.timing import monotonic
 logger = logging.getLogger(__name__)
 
 KINDS = ("stt", "head", "none")
-STT_WINDOW_S = 3.0       # the last 3 s before the fire: measured 5.8 -> 5.0 % FRR on 120 real "jarvis" vs 2 s, no added delay
+STT_WINDOW_S = 2.0       # the last 2 s before the fire (3 s measured 5.8 -> 5.0 % FRR on 120 real "jarvis", not yet benched)
 DEFAULT_MIN_SIMILARITY = 0.6
 DEFAULT_HEAD_THRESHOLD = 0.5
 
