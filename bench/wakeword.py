@@ -100,8 +100,16 @@ def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similar
     from device.wakeword.eval import evaluate, wav_files
     from device.wakeword.verifier import HeadVerifier, SttVerifier
 
+    from device.wakeword.features_cache import EmbeddingCache
+    from device.wakeword.frontend import FrontEnd
+
     positives = wav_files(SHARED_EVAL / "wakeword" / PHRASES[phrase])
     noise = noise_clips()
+    fe = FrontEnd()
+    cache = EmbeddingCache(fe)
+    unseen = {fold: ([a for _, a in read_negative_files([SHARED_EVAL / "negatives" / n for n in ORDINARY], 1 - fold).clips],
+                     [a for _, a in read_negative_files([SHARED_EVAL / "negatives" / n for n in WORDS], 1 - fold).clips])
+              for fold in folds}   # each fold's head is scored on the other fold's speakers
     per_verifier: dict[str, dict] = {}
     for kind in ("none", "stt", "head"):
         sweeps, hours, words_fa, words_h, noise_fa, frr_at, fa_at, missed, texts, costs = [], [], 0, 0.0, 0, [], 0, [], [], []
@@ -112,11 +120,10 @@ def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similar
                 verifier = SttVerifier(stt, phrase, min_similarity)
             elif kind == "head":
                 verifier = HeadVerifier(head.with_name(head.stem + ".verifier.onnx"))
-            ordinary = [a for _, a in read_negative_files([SHARED_EVAL / "negatives" / n for n in ORDINARY], 1 - fold).clips]
-            words = [a for _, a in read_negative_files([SHARED_EVAL / "negatives" / n for n in WORDS], 1 - fold).clips]
-            r = evaluate(head, positives, ordinary, threshold, verifier=verifier, thresholds=SWEEP)
-            rw = evaluate(head, positives[:1], words, threshold, verifier=verifier, thresholds=())
-            rn = evaluate(head, positives[:1], noise, threshold, verifier=verifier, thresholds=())
+            ordinary, words = unseen[fold]
+            r = evaluate(head, positives, ordinary, threshold, verifier=verifier, thresholds=SWEEP, fe=fe, cache=cache)
+            rw = evaluate(head, [], words, threshold, verifier=verifier, thresholds=(), fe=fe, cache=cache)
+            rn = evaluate(head, [], noise, threshold, verifier=verifier, thresholds=(), fe=fe, cache=cache)
             sweeps.append(r.sweep)
             hours.append(r.negative_hours)
             frr_at.append(r.frr)

@@ -175,3 +175,14 @@ def _constant_head(path: Path, value: float, frames: int = 16) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def test_detection_carries_the_last_three_seconds_of_audio(front: FrontEnd, tmp_path: Path) -> None:
+    det = WakeWordDetector([_constant_head(tmp_path / "always.onnx", 1.0)], threshold=0.5, refractory_s=100.0, front=front)
+    first = det.process(np.full(FRAME_SAMPLES, 7, np.int16))
+    assert len(first) == 1 and first[0].audio.shape == (3 * RATE,)
+    assert (first[0].audio[:-FRAME_SAMPLES] == 0).all() and (first[0].audio[-FRAME_SAMPLES:] == 7).all()  # silence before
+    audio = (np.arange(5 * RATE) % 30000).astype(np.int16)
+    det.reset()
+    det.process_audio(audio[: 4 * RATE])
+    np.testing.assert_array_equal(det.recent_audio(), audio[RATE: 4 * RATE])

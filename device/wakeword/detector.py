@@ -11,6 +11,7 @@ for `patience_frames` consecutive frames, and not again for `refractory_s`.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class WakeWordError(ValueError):
 
 
 HISTORY_S = 3.0      # audio kept for the verifier (it reads the last ~2 s before a fire)
+_HISTORY_SAMPLES = int(HISTORY_S * SAMPLE_RATE_HZ)
+_HISTORY_FRAMES = -(-_HISTORY_SAMPLES // FRAME_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class WakeWordDetector:
             _HeadState(WakeHead(h), Trigger(threshold, self.patience_frames, self.refractory_samples)) for h in heads
         ]
         self._features = StreamingFeatures(self.front)
-        self._history = np.zeros(int(HISTORY_S * SAMPLE_RATE_HZ), np.int16)
+        self._history: deque[np.ndarray] = deque(maxlen=_HISTORY_FRAMES)   # joined only when a head fires
         self.samples_seen = 0
         self.last_scores: dict[str, float] = {}
 
@@ -166,7 +169,7 @@ class WakeWordDetector:
     def reset(self) -> None:
         """Forget all audio (e.g. after a turn), as if the stream restarted after silence."""
         self._features.reset()
-        self._history[:] = 0
+        self._history.clear()
         self.samples_seen = 0
         self.last_scores = {}
         for s in self._states:
@@ -179,7 +182,7 @@ class WakeWordDetector:
                 f"wake-word frames must be int16 arrays of {FRAME_SAMPLES} samples (80 ms at 16 kHz), got {frame.dtype} {frame.shape}"
             )
         self._features.push(frame)
-        self._history = np.concatenate([self._history[FRAME_SAMPLES:], frame])
+        self._history.append(frame.copy())
         self.samples_seen += FRAME_SAMPLES
         window = self._features.window()
         found = []
@@ -187,9 +190,14 @@ class WakeWordDetector:
             score = float(s.head.score(window)[0])
             self.last_scores[s.head.name] = score
             if s.trigger.update(score, self.samples_seen):
-                found.append(Detection(s.head.name, score, self.samples_seen, self._history.copy(), window))
+                found.append(Detection(s.head.name, score, self.samples_seen, self.recent_audio(), window))
                 logger.info("wake word %s at %.2f s (score %.3f)", s.head.name, self.samples_seen / SAMPLE_RATE_HZ, score)
         return found
+
+    def recent_audio(self) -> np.ndarray:
+        """The last HISTORY_S of audio, zero-padded at the start after a reset (the stream began in silence)."""
+        have = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
+        return np.concatenate([np.zeros(max(0, _HISTORY_SAMPLES - len(have)), np.int16), have])[-_HISTORY_SAMPLES:]
 
     def process_audio(self, audio: np.ndarray) -> list[Detection]:
         """Whole int16 clip, frame by frame (the tail shorter than a frame is zero-padded)."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from device.wakeword.detector import SAMPLE_RATE_HZ, Trigger, WakeHead, WakeWordError, count_triggers
-from device.wakeword.frontend import FRAME_SAMPLES, HEAD_EMBEDDINGS, FrontEnd
+from device.wakeword.detector import HISTORY_S, SAMPLE_RATE_HZ, Trigger, WakeHead, WakeWordError, count_triggers
+from device.wakeword.features_cache import EmbeddingCache, windows_of
+from device.wakeword.frontend import FRAME_SAMPLES, FrontEnd
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +52,15 @@ def stream_scores(fe: FrontEnd, head: WakeHead, audio: np.ndarray) -> np.ndarray
     n = len(audio) // FRAME_SAMPLES
     if n == 0:
         return np.zeros(0, np.float32)
-    emb = np.concatenate([np.repeat(fe.silence_embedding()[np.newaxis], HEAD_EMBEDDINGS - 1, axis=0),
-                          fe.embeddings_batch(audio[np.newaxis, : n * FRAME_SAMPLES])[0]])
-    scores = np.zeros(n, np.float32)
-    for s in range(0, n, 512):
-        idx = np.arange(s, min(n, s + 512))
-        windows = np.stack([emb[i:i + HEAD_EMBEDDINGS] for i in idx])
-        scores[idx] = head.score(windows)
-    return scores
+    return clip_scores(head, fe.embeddings_batch(audio[np.newaxis, : n * FRAME_SAMPLES])[0], fe.silence_embedding())
+
+
+def clip_scores(head: WakeHead, emb: np.ndarray, silence: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Per-frame scores of one stream's embeddings (silence before it), in bounded-memory chunks."""
+    out = np.zeros(len(emb), np.float32)
+    for s in range(0, len(emb), chunk):
+        out[s:s + chunk] = head.score(windows_of(emb, silence, start=s, stop=s + chunk))
+    return out
 
 
 @dataclass
@@ -91,16 +93,6 @@ def _percentiles(x: np.ndarray) -> dict[str, float]:
     return {f"p{p}": round(float(np.percentile(x, p)), 4) for p in (1, 5, 25, 50, 75, 95, 99)} | {"max": round(float(x.max()), 4)}
 
 
-def clip_scores(head: WakeHead, emb: np.ndarray, silence: np.ndarray) -> np.ndarray:
-    """Per-frame scores of one stream's embeddings (silence before it)."""
-    from device.wakeword.features_cache import windows_of
-
-    out = np.zeros(len(emb), np.float32)
-    for s in range(0, len(emb), 2048):
-        out[s:s + 2048] = head.score(windows_of(emb, silence, start=s)[:2048]) if len(emb) else 0
-    return out
-
-
 class _Fires:
     """Fires of one head over a set of clips, with the verifier's verdict on each (asked once per fire)."""
 
@@ -112,11 +104,9 @@ class _Fires:
     def verdict(self, c: int, frame: int):
         key = (c, frame)
         if key not in self._verdicts:
-            from device.wakeword.features_cache import windows_of
-
-            end = (frame + 1) * FRAME_SAMPLES
-            window = windows_of(self.embs[c], self.silence, start=frame)[:1]
-            self._verdicts[key] = self.verify(self.clips[c][max(0, end - 3 * SAMPLE_RATE_HZ):end], window)
+            end = (frame + 1) * FRAME_SAMPLES   # the audio and window the live detector hands its verifier
+            window = windows_of(self.embs[c], self.silence, start=frame, stop=frame + 1)
+            self._verdicts[key] = self.verify(self.clips[c][max(0, end - int(HISTORY_S * SAMPLE_RATE_HZ)):end], window)
         return self._verdicts[key]
 
     def count(self, trigger: Trigger, verified: bool) -> tuple[int, list[int]]:
@@ -139,8 +129,6 @@ def evaluate(model: str | Path, positives: list[Path], negatives: list[np.ndarra
              patience_frames: int = 1, refractory_s: float = 2.0, fe: FrontEnd | None = None,
              verifier=None, thresholds: tuple[float, ...] = THRESHOLDS, cache=None) -> EvalResult:
     """Score `model` (and `verifier`, when given) on positive files and negative clips (one stream each)."""
-    from device.wakeword.features_cache import EmbeddingCache
-
     fe = fe or FrontEnd()
     cache = cache or EmbeddingCache(fe)
     head = WakeHead(model)
@@ -197,13 +185,3 @@ def evaluate(model: str | Path, positives: list[Path], negatives: list[np.ndarra
         result.false_accept_texts = [neg.verdict(c, f).text for c, s in enumerate(neg_scores)
                                      for f in count_triggers(s, trig) if neg.verdict(c, f).accepted][:50]
     return result
-
-
-def load_negatives(folders: list[str | Path], min_hours: float = 0.0) -> np.ndarray:
-    """All WAVs under the folders, concatenated (then looped up to `min_hours`, if given) into one stream."""
-    clips = [read_wav_16k(p) for folder in folders for p in wav_files(folder)]
-    audio = np.concatenate(clips)
-    if min_hours and len(audio) < min_hours * 3600 * SAMPLE_RATE_HZ:
-        reps = int(np.ceil(min_hours * 3600 * SAMPLE_RATE_HZ / len(audio)))
-        audio = np.tile(audio, reps)
-    return audio

@@ -68,10 +68,10 @@ class EmbeddingCache:
         return emb
 
 
-def windows_of(emb: np.ndarray, silence: np.ndarray, stride: int = 1, start: int = 0) -> np.ndarray:
-    """Every (16, 96) head window over a file's embeddings (silence before it), one per `stride` frames."""
+def windows_of(emb: np.ndarray, silence: np.ndarray, stride: int = 1, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The (16, 96) head windows after frames start..stop of a file's embeddings (silence before it), every `stride`."""
     padded = np.concatenate([np.repeat(silence[np.newaxis], HEAD_EMBEDDINGS - 1, axis=0), emb])
-    idx = np.arange(start, len(emb), stride)
+    idx = np.arange(start, len(emb) if stop is None else min(stop, len(emb)), stride)
     if not len(idx):
         return np.zeros((0, HEAD_EMBEDDINGS, EMBEDDING_DIM), np.float32)
     view = np.lib.stride_tricks.sliding_window_view(padded, HEAD_EMBEDDINGS, axis=0)   # (n, 96, 16)
