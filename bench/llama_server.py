@@ -1,6 +1,7 @@
 """Start `python -m llama_cpp.server` on loopback: the OpenAI-compatible big tier stand-in for tests and benchmarks."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -39,7 +40,7 @@ class LlamaServer:
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
              "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", str(self.threads),
              "--n_threads_batch", str(self.threads)],
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # log lines land at once
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -7,8 +7,9 @@ probe turn after `reset_s` finds out whether the tier is back.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Callable
+
+
+from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 class CircuitBreaker:
     def __init__(self, name: str, failures: int = 3, reset_s: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = monotonic) -> None:
         self.name = name
         self.failures_to_open = max(1, failures)
         self.reset_s = reset_s

@@ -6,9 +6,10 @@ authenticated device id.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable
+
+
+from voxlens.timing import Clock, monotonic
 
 
 class LimitExceeded(Exception):
@@ -27,7 +28,7 @@ class _Bucket:
 
 
 class DeviceLimits:
-    def __init__(self, cfg, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg, clock: Clock = monotonic) -> None:
         self.cfg = cfg
         self._clock = clock
         self._active: dict[str, int] = {}

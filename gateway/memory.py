@@ -7,22 +7,23 @@ so each conversation keeps `max_turns` exchanges, idle ones expire after
 """
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+
+from voxlens.timing import Clock, monotonic
 
 
 @dataclass
 class Conversation:
-    turns: deque = field(default_factory=deque)     # (user_text, assistant_text)
+    turns: deque = field(default_factory=deque)     # (user_text, assistant_text, private)
     slots: dict[str, dict[str, str]] = field(default_factory=dict)  # last slots per intent/tool name
     last_used_s: float = 0.0
 
 
 class ConversationMemory:
     def __init__(self, max_turns: int = 8, ttl_s: float = 600.0, max_conversations: int = 10000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = monotonic) -> None:
         self.max_turns = max_turns
         self.ttl_s = ttl_s
         self.max_conversations = max_conversations
@@ -38,13 +39,15 @@ class ConversationMemory:
             return None
         return conv
 
-    def history(self, conversation_id: str) -> list[dict[str, Any]]:
-        """Chat messages of the remembered exchanges, oldest first."""
+    def history(self, conversation_id: str, include_private: bool = True) -> list[dict[str, Any]]:
+        """Chat messages of the remembered exchanges, oldest first; a remote tier is never shown private ones."""
         conv = self._get(conversation_id) if conversation_id else None
         if conv is None:
             return []
         out: list[dict[str, Any]] = []
-        for user, assistant in conv.turns:
+        for user, assistant, private in conv.turns:
+            if private and not include_private:
+                continue
             out += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         return out
 
@@ -53,11 +56,11 @@ class ConversationMemory:
         return dict(conv.slots.get(name, {})) if conv else {}
 
     def remember(self, conversation_id: str, user: str, assistant: str,
-                 tool: str = "", slots: dict[str, str] | None = None) -> None:
+                 tool: str = "", slots: dict[str, str] | None = None, private: bool = False) -> None:
         if not conversation_id:
             return
         conv = self._get(conversation_id) or Conversation(turns=deque(maxlen=self.max_turns))
-        conv.turns.append((user, assistant))
+        conv.turns.append((user, assistant, private))
         if tool and slots is not None:
             conv.slots[tool] = dict(slots)
         conv.last_used_s = self._clock()

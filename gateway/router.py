@@ -47,9 +47,14 @@ class Route:
 Rule = tuple[str, Callable[[RouteInput, object], "str | None"]]
 
 
+def is_private(text: str, cfg) -> bool:
+    """A turn about a private topic may only run on a tier whose backend declares itself local."""
+    lowered = text.lower()
+    return any(k.lower() in lowered for k in cfg.private_keywords)
+
+
 def _private(inp: RouteInput, cfg) -> str | None:
-    text = inp.text.lower()
-    return SMALL if any(k.lower() in text for k in cfg.private_keywords) else None
+    return SMALL if is_private(inp.text, cfg) else None
 
 
 def _explicit(inp: RouteInput, cfg) -> str | None:

@@ -30,6 +30,7 @@ from gateway.tools.registry import Toolbox
 from gateway.turn import TurnContext, TurnRunner
 from protos import assistant_pb2 as pb
 from protos import assistant_pb2_grpc as pb_grpc
+from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
 SERVICE = pb.DESCRIPTOR.services_by_name["Assistant"].full_name
@@ -196,8 +197,9 @@ def _backend(cfg, name: str) -> Backend | None:
 
 
 async def start_gateway(cfg, tools, router, *, port: int | None = None,
-                        backends: dict[str, Backend | None] | None = None) -> Gateway:
-    """Start serving (GatewayConfig, ToolsConfig, RouterConfig). `backends` replaces the configured tiers (tests, bench)."""
+                        backends: dict[str, Backend | None] | None = None, clock: Clock = monotonic) -> Gateway:
+    """Start serving (GatewayConfig, ToolsConfig, RouterConfig). `backends` replaces the configured tiers (tests, bench);
+    `clock` is what the breaker, rate limits and conversation memory decide by (tests advance a ManualClock)."""
     creds = server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)  # fail on bad paths before starting
     given = backends is not None
     if backends is None:
@@ -209,15 +211,15 @@ async def start_gateway(cfg, tools, router, *, port: int | None = None,
         await small.load()  # load once, now, not on the first user's turn
     metrics = GatewayMetrics()
     toolbox = Toolbox(tools)
-    breaker = CircuitBreaker(BIG, router.breaker_failures, router.breaker_reset_s)
-    memory = ConversationMemory(cfg.history_turns, cfg.history_ttl_s)
+    breaker = CircuitBreaker(BIG, router.breaker_failures, router.breaker_reset_s, clock=clock)
+    memory = ConversationMemory(cfg.history_turns, cfg.history_ttl_s, clock=clock)
     runner = TurnRunner(backends, breaker, toolbox, memory, metrics, router)
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                ("grpc.max_send_message_length", cfg.max_message_bytes),
                ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=options)
     pb_grpc.add_AssistantServicer_to_server(
-        AssistantService(cfg, runner, Authenticator(tuple(cfg.token_sha256)), DeviceLimits(cfg), metrics), server)
+        AssistantService(cfg, runner, Authenticator(tuple(cfg.token_sha256)), DeviceLimits(cfg, clock=clock), metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -15,10 +15,10 @@ from typing import Any, Awaitable, Callable
 from gateway import messages as msg
 from gateway import prompts
 from gateway.backends.base import Backend, BackendError, Capabilities, ChatRequest, ToolCall
-from gateway.breaker import CircuitBreaker
+from gateway.breaker import HALF_OPEN, CircuitBreaker
 from gateway.memory import ConversationMemory
 from gateway.metrics import GatewayMetrics
-from gateway.router import BIG, SMALL, RouteInput, route
+from gateway.router import BIG, SMALL, RouteInput, is_private, route
 from gateway.tools.base import ToolError, ToolResult
 from gateway.tools.calculator import calculate
 from gateway.tools.parse import is_json_like, looks_like_tool_call, parse_tool_call
@@ -36,10 +36,19 @@ PHRASE_TIMEOUT_S = 10.0  # then the template answers: a slow model must not hold
 TOOL_CALL_MIN_TOKENS = 48  # room for a tool call written as JSON
 SPOKEN_UNSURE = "Sorry, I'm not sure how to answer that."
 SPOKEN_NO_MODEL = "I can't reach a language model right now. Please try again soon."
+SPOKEN_NOT_PRIVATE = "I can't answer that privately right now. Please try again soon."
+NONE = "none"
 
 
 class _Failed(Exception):
     """The tier failed before its first token: the turn may move to the other tier."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    tier: str        # SMALL, BIG or NONE (no tier may take the turn)
+    reason: str
+    private: bool    # only a backend that declares itself local may see this turn's words
 
 
 @dataclass
@@ -59,7 +68,8 @@ class TurnContext:
     tokens_in: int = 0
     tokens_out: int = 0
     first_token_s: float | None = None
-    tier: str = "none"
+    tier: str = NONE
+    private: bool = False
     start_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -101,21 +111,31 @@ class TurnRunner:
             return "calculator", {"expression": query.text}
         return None
 
-    def choose(self, query: pb.Query, direct: tuple[str, dict[str, str]] | None = None) -> tuple[str, str]:
+    def may_use(self, tier: str, private: bool) -> bool:
+        """Is the tier configured, and may it see this turn? Decided by what the backend declares, not its name."""
+        backend = self.backends.get(tier)
+        return backend is not None and (backend.capabilities.local or not private)
+
+    def choose(self, query: pb.Query, direct: tuple[str, dict[str, str]] | None = None) -> Choice:
         small, big = self.backends.get(SMALL), self.backends.get(BIG)
+        private = is_private(query.text, self.router_cfg)
         inp = RouteInput(
             text=query.text, preference=msg.PREFERENCES.get(query.context.route_preference, "auto"),
             intent=direct[0] if direct else (query.intent.name if query.HasField("intent") else ""),
-            big_available=self._big_available(),
+            big_available=self._big_available() and self.may_use(BIG, private),
             small_caps=small.capabilities if small else Capabilities(streaming=False),
             big_caps=big.capabilities if big else None,
             big_first_token_ms=self.first_token_ms.get(BIG, 0.0),
             latency_budget_ms=self.router_cfg.latency_budget_ms,
         )
         decided = route(inp, self.router_cfg)
-        if decided.tier == SMALL and small is None and inp.big_available:
-            return BIG, "small_unavailable"
-        return decided.tier, decided.reason
+        if self.may_use(decided.tier, private):
+            return Choice(decided.tier, decided.reason, private)
+        if decided.tier == SMALL and inp.big_available:
+            return Choice(BIG, "small_unavailable", private)
+        if private:
+            return Choice(NONE, "private_no_local_tier", private)
+        return Choice(decided.tier, decided.reason, private)
 
     # ------------------------------------------------------------------ entry
     async def run(self, ctx: TurnContext) -> None:
@@ -123,17 +143,23 @@ class TurnRunner:
         query, emit = ctx.query, ctx.emit
         with ctx.timings.measure("route"):
             direct = self.direct_tool(query)
-            tier, reason = self.choose(query, direct)
+            choice = self.choose(query, direct)
+        ctx.private = choice.private
         self.metrics.route_ms.observe(ctx.timings.get("route").duration_ms)
-        self.metrics.routes.labels(tier, reason).inc()
         if direct is not None:
-            finish = await self._intent_turn(ctx, tier, reason, *direct)
+            finish = await self._intent_turn(ctx, choice.tier, choice.reason, *direct)
         else:
-            finish = await self._free_turn(ctx, tier, reason)
+            finish = await self._free_turn(ctx, choice.tier, choice.reason)
         ctx.timings.add("total", ctx.start_s)
         self.metrics.turn_ms.labels(ctx.tier).observe(ctx.timings.get("total").duration_ms)
         self.metrics.turns.labels(finish).inc()
         await emit(msg.end(ctx.turn_id, finish, ctx.timings, ctx.tokens_in, ctx.tokens_out))
+
+    async def _announce(self, ctx: TurnContext, tier: str, model: str, reason: str, failover: bool = False) -> None:
+        """Tell the device where the turn runs; the route metric counts what the device was told, once per turn."""
+        if not failover:
+            self.metrics.routes.labels(tier, reason).inc()
+        await ctx.emit(msg.route(ctx.turn_id, tier, model, reason, failover))
 
     async def fail(self, ctx: TurnContext, code: str, message: str, spoken: str, retryable: bool) -> str:
         self.metrics.errors.labels(code).inc()
@@ -168,29 +194,30 @@ class TurnRunner:
         remembered = self.memory.slots(query.conversation_id, tool)
         if not slots.get("city") and remembered.get("city"):  # "and tomorrow?" keeps the last city
             slots["city"] = remembered["city"]
-        backend = self.backends.get(tier) if tool in PHRASED_TOOLS else None
-        await ctx.emit(msg.route(ctx.turn_id, tier if backend else "none", backend.model if backend else "template", reason))
+        backend = self.backends.get(tier) if tool in PHRASED_TOOLS and self.may_use(tier, ctx.private) else None
+        await self._announce(ctx, tier if backend else NONE, backend.model if backend else "template", reason)
         try:
             result = await self._run_tool(ctx, tool, slots)
         except ToolError as exc:
             return await self._tool_failed(ctx, exc)
         text = await self._phrase(ctx, tier, result) if backend else result.summary
         await ctx.emit(msg.delta(ctx.turn_id, text))
-        self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots)
+        self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots, private=ctx.private)
         return "stop"
 
     async def _tool_failed(self, ctx: TurnContext, exc: ToolError) -> str:
         """An unknown city or a bad expression is an answer (say it); a broken service is an Error."""
         if exc.code in ("NOT_FOUND", "INVALID_ARGUMENT"):
             await ctx.emit(msg.delta(ctx.turn_id, exc.spoken))
-            self.memory.remember(ctx.query.conversation_id, ctx.query.text, exc.spoken)
+            self.memory.remember(ctx.query.conversation_id, ctx.query.text, exc.spoken, private=ctx.private)
             return "stop"
         return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
 
     async def _phrase(self, ctx: TurnContext, tier: str, result: ToolResult) -> str:
         """The model phrases the facts; the template answers if it fails, stalls or changes a number."""
         backend = self.backends.get(tier)
-        if backend is None or (tier == BIG and not self.breaker.allow()):
+        probe = tier == BIG and self.breaker.state == HALF_OPEN
+        if backend is None or not self.may_use(tier, ctx.private) or (tier == BIG and not self.breaker.allow()):
             return result.summary
         ctx.tier = tier
         request = ChatRequest(prompts.phrase_messages(ctx.query.text, result), max_tokens=PHRASE_MAX_TOKENS, temperature=0.0)
@@ -207,6 +234,9 @@ class TurnRunner:
             if tier == BIG:
                 self.breaker.record_failure()
             return result.summary
+        finally:
+            if probe:  # a probe cancelled mid-phrase must not keep the breaker probing forever
+                self.breaker.release_probe()
         if tier == BIG:
             self.breaker.record_success()
         text = " ".join("".join(parts).split())
@@ -219,7 +249,8 @@ class TurnRunner:
         native = wants_tools and backend.capabilities.tool_calls
         place = q.context.location.place_name if q.context.HasField("location") else ""
         system = prompts.system_prompt(place, q.context.time_zone, tools_in_text=wants_tools and not native)
-        messages = [{"role": "system", "content": system}, *self.memory.history(q.conversation_id),
+        history = self.memory.history(q.conversation_id, include_private=backend.capabilities.local)
+        messages = [{"role": "system", "content": system}, *history,
                     {"role": "user", "content": q.text}, *(extra or [])]
         max_tokens = max(backend.max_tokens, TOOL_CALL_MIN_TOKENS) if wants_tools and not extra else backend.max_tokens
         tools = self.toolbox.schemas() if native and not extra else None
@@ -227,19 +258,21 @@ class TurnRunner:
 
     async def _free_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
         q = ctx.query
-        order = [tier] + [t for t in (SMALL, BIG) if t != tier]
-        failover = False
+        order = [t for t in [tier] + [t for t in (SMALL, BIG) if t != tier] if self.may_use(t, ctx.private)]
+        failover = announced = False
         last_error = ""
         for candidate in order:
-            backend = self.backends.get(candidate)
-            if backend is None or (candidate == BIG and not self.breaker.allow()):
+            backend = self.backends[candidate]
+            probe = candidate == BIG and self.breaker.state == HALF_OPEN
+            if candidate == BIG and not self.breaker.allow():
                 continue
-            if failover:
-                reason = f"failover_{order[0]}_failed"
-                self.metrics.failovers.labels(order[0]).inc()
-            await ctx.emit(msg.route(ctx.turn_id, candidate, backend.model, reason, failover))
-            ctx.tier = candidate
             try:
+                if failover:
+                    reason = f"failover_{tier}_failed"
+                    self.metrics.failovers.labels(tier).inc()
+                await self._announce(ctx, candidate, backend.model, reason, failover)
+                announced = True
+                ctx.tier = candidate
                 outcome = await self._answer(ctx, candidate, backend)
             except _Failed as exc:
                 last_error = str(exc)
@@ -249,8 +282,17 @@ class TurnRunner:
                 return await self.fail(ctx, "UNAVAILABLE", str(exc), "Sorry, I lost my train of thought.", True)
             except ToolError as exc:
                 return await self._tool_failed(ctx, exc)
-            self.memory.remember(q.conversation_id, q.text, outcome.text)
+            finally:
+                if probe:  # a probe that ended without a verdict (cancelled, tool error) frees the slot
+                    self.breaker.release_probe()
+            self.memory.remember(q.conversation_id, q.text, outcome.text, private=ctx.private)
             return outcome.finish
+        if ctx.private:
+            if not announced:
+                await self._announce(ctx, NONE, "", "private_no_local_tier")
+            return await self.fail(ctx, "UNAVAILABLE", "a private turn found no local model tier able to answer "
+                                   f"({last_error or 'small tier not configured'}); it is never sent to a remote tier; "
+                                   "check gateway.small", SPOKEN_NOT_PRIVATE, True)
         return await self.fail(ctx, "UNAVAILABLE", f"no model tier could answer: {last_error or 'none configured'}; "
                                "check gateway.small / gateway.big", SPOKEN_NO_MODEL, True)
 
@@ -307,10 +349,6 @@ class TurnRunner:
             if ctx.first_token_s is None:
                 log.warning("%s tier failed before its first token: %s", tier, exc)
                 raise _Failed(str(exc)) from exc
-            raise
-        except asyncio.CancelledError:
-            if tier == BIG and ctx.first_token_s is None:
-                self.breaker.release_probe()
             raise
         finally:
             await gen.aclose()

@@ -114,6 +114,7 @@ class BackendConfig:
     temperature: float = 0.3
     timeout_s: float = 30.0
     connect_timeout_s: float = 2.0
+    local: bool = False    # openai: the server runs on your own machine or LAN, so it may see private turns (llama_cpp: always)
     threads: int = 0       # llama_cpp: 0 = half the cores (OpenMP spins; two busy pools on 2 cores ran 10x slower)
 
 

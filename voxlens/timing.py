@@ -15,6 +15,19 @@ Clock = Callable[[], float]
 monotonic: Clock = time.perf_counter
 
 
+@dataclass
+class ManualClock:
+    """A clock that moves only when told: what tests (and simulations) inject wherever code decides by time."""
+
+    now_s: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
 @dataclass(frozen=True)
 class StageTiming:
     stage: str          # e.g. "stt.final", "tts.first_audio", "gateway.first_token"

@@ -8,6 +8,7 @@ stop generating for that request.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ class OpenAIBackend:
         self.max_tokens = cfg.max_tokens
         self.temperature = cfg.temperature
         self.model = cfg.model or "default"
-        self.capabilities = Capabilities(tool_calls=True, context_tokens=cfg.context_tokens, local=False)
+        self.capabilities = Capabilities(tool_calls=True, context_tokens=cfg.context_tokens, local=cfg.local)
         self._cfg = cfg
         self._retries = retries
         self._backoff_s = backoff_s
@@ -73,7 +74,7 @@ class OpenAIBackend:
                 raise
             log.warning("%s tier rejected native tools; sending tool instructions as text from now on", self.tier_name)
             self.native_tools = False
-            self.capabilities = Capabilities(tool_calls=False, context_tokens=self.capabilities.context_tokens, local=False)
+            self.capabilities = dataclasses.replace(self.capabilities, tool_calls=False)
             return await self._open(request)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
