@@ -15,6 +15,7 @@ import numpy as np
 
 from device.actions import DeviceActions
 from device.client import AssistantClient
+from device.client_events import ERROR_SPOKEN, OFFLINE_SPOKEN, TIMEOUT_SPOKEN
 from device.commands import load_grammar
 from device.engine import State, TurnEngine, TurnRecord
 from device.listener import AudioLoop
@@ -28,6 +29,7 @@ from device.wakeword.verifier import Verifier, load_verifier
 from voxlens.config import Config
 
 log = logging.getLogger(__name__)
+PREPARED_LINES = (OFFLINE_SPOKEN, TIMEOUT_SPOKEN, ERROR_SPOKEN)  # said when things go wrong: ready before they do
 
 
 @dataclass
@@ -39,6 +41,7 @@ class DeviceModels:
     vad: SileroVad
     wake: WakeWordDetector
     verifiers: dict[str, Verifier] = field(default_factory=dict)   # head name -> second stage
+    prepared: dict[str, np.ndarray] = field(default_factory=dict)  # fixed spoken lines, synthesized once per process
 
 
 def load_models(cfg: Config) -> DeviceModels:
@@ -78,9 +81,11 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
     models.vad.reset()
     platform = LocalPlatform(cfg.device.media_dir, on_timer=lambda t: engine.timer_fired(t))
     client = AssistantClient(cfg.device, status=platform)
+    speaker = VoiceOutput(models.tts, sink, prepared=models.prepared)
+    preparing = asyncio.create_task(speaker.prepare(list(PREPARED_LINES)))
     engine = TurnEngine(cfg.device, grammar=load_grammar(cfg.device.language),
                         actions=DeviceActions(platform, cfg.device.time_zone),
-                        speaker=VoiceOutput(models.tts, sink), client=client, emit=emit,
+                        speaker=speaker, client=client, emit=emit,
                         barge_in_on_speech=cfg.device.barge_in_on_speech)
     loop = AudioLoop(engine, wake=models.wake, endpointer=Endpointer(cfg.vad, models.vad), stt=models.stt, emit=emit,
                      verifiers=models.verifiers)
@@ -89,6 +94,7 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
             await loop.run(source)
             await _linger(engine, platform, linger_s)
         finally:
+            preparing.cancel()
             await engine.close()
             platform.close()
     return DeviceRun(engine, platform, loop)

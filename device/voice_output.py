@@ -18,6 +18,7 @@ class Synthesizer(Protocol):
     sample_rate_hz: int
 
     def stream(self, deltas: AsyncIterable[str]) -> AsyncIterator[np.ndarray]: ...
+    def synthesize(self, text: str) -> np.ndarray: ...
     def cancel(self) -> None: ...
 
 
@@ -33,11 +34,21 @@ async def _once(text: str) -> AsyncIterator[str]:
 class VoiceOutput:
     """Plays one thing at a time (a timer notice waits for the answer); stop() drops everything queued."""
 
-    def __init__(self, tts: Synthesizer, sink: Sink) -> None:
+    def __init__(self, tts: Synthesizer, sink: Sink, prepared: dict[str, np.ndarray] | None = None) -> None:
         self.tts, self.sink = tts, sink
         self.rate_hz = tts.sample_rate_hz
         self._lock = asyncio.Lock()
         self._generation = 0
+        self._prepared = {} if prepared is None else prepared
+
+    async def prepare(self, lines: list[str]) -> None:
+        """Synthesize fixed lines (offline, timeout, error) ahead of need, off the event loop.
+
+        Why: they are said exactly when things go wrong, often on a loaded CPU; played from memory they start
+        at once instead of after a synthesis that competes with everything else."""
+        for line in lines:
+            if line and line not in self._prepared:
+                self._prepared[line] = await asyncio.to_thread(self.tts.synthesize, line)
 
     async def earcon(self, name: str) -> None:
         generation = self._generation
@@ -49,6 +60,11 @@ class VoiceOutput:
         generation = self._generation
         async with self._lock:
             if generation != self._generation:
+                return
+            if isinstance(text, str) and text in self._prepared:
+                if on_first_audio is not None:
+                    on_first_audio()
+                await self.sink.play(self._prepared[text], self.rate_hz)
                 return
             deltas = _once(text) if isinstance(text, str) else text
             async for pcm in self.tts.stream(deltas):

@@ -88,3 +88,28 @@ async def test_stop_cuts_speech_and_everything_queued() -> None:
     await asyncio.wait_for(asyncio.gather(speaking, queued), 0.5)
     assert tts.cancels == 1
     assert 0 < sink.samples < 4 * (RATE // 10)  # well short of ten words; the queued notice never played
+
+
+async def test_prepared_lines_play_from_memory_exactly_as_synthesized(tts):
+    """The offline/error lines are synthesized once at start-up; saying one later costs no synthesis."""
+    from device.audio import MemorySink
+    from device.client_events import OFFLINE_SPOKEN
+
+    sink, prepared = MemorySink(), {}
+    out = VoiceOutput(tts, sink, prepared=prepared)
+    await out.prepare([OFFLINE_SPOKEN, ""])
+    assert list(prepared) == [OFFLINE_SPOKEN]
+    expected = prepared[OFFLINE_SPOKEN]
+    assert len(expected) > tts.sample_rate_hz  # a real utterance, over a second of speech
+    calls = []
+    real_stream = tts.stream
+    tts.stream = lambda deltas: calls.append(deltas) or real_stream(deltas)  # count, still the real synthesis
+    try:
+        first = []
+        await out.speak(OFFLINE_SPOKEN, on_first_audio=lambda: first.append(sink.samples_written))
+        assert calls == [] and first == [0]
+        assert np.array_equal(sink.audio, expected)
+        await out.speak("Something else.")   # anything not prepared is synthesized as before
+        assert len(calls) == 1 and sink.samples_written > len(expected)
+    finally:
+        del tts.stream
