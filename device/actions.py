@@ -82,7 +82,7 @@ class DeviceActions:
     @classmethod
     def from_config(cls, cfg: DeviceConfig, *, on_timer: TimerCallback | None = None,
                     platform: Platform | None = None) -> "DeviceActions":
-        return cls(platform or LocalPlatform(cfg.media_dir, on_timer=on_timer), time_zone=cfg.time_zone)
+        return cls(platform or LocalPlatform(cfg.media_dir, on_timer=on_timer), time_zone=cfg.zone)
 
     def now(self) -> datetime:
         return self._now(self.tz)

@@ -84,7 +84,7 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
     speaker = VoiceOutput(models.tts, sink, prepared=models.prepared)
     preparing = asyncio.create_task(speaker.prepare(list(PREPARED_LINES)))
     engine = TurnEngine(cfg.device, grammar=load_grammar(cfg.device.language),
-                        actions=DeviceActions(platform, cfg.device.time_zone),
+                        actions=DeviceActions(platform, cfg.device.zone),
                         speaker=speaker, client=client, emit=emit,
                         barge_in_on_speech=cfg.device.barge_in_on_speech)
     loop = AudioLoop(engine, wake=models.wake, endpointer=Endpointer(cfg.vad, models.vad), stt=models.stt, emit=emit,

@@ -46,9 +46,9 @@ class DeviceStatus(Protocol):
 def device_context(cfg: DeviceConfig, status: DeviceStatus | None = None,
                    route_preference: int = pb.ROUTE_PREFERENCE_AUTO) -> pb.DeviceContext:
     """DeviceContext from the config (location, time zone, locale) plus live battery and network state."""
-    ctx = pb.DeviceContext(time_zone=cfg.time_zone, locale=cfg.locale, route_preference=route_preference,
-                           location=pb.Location(latitude=cfg.latitude, longitude=cfg.longitude,
-                                                place_name=cfg.place_name))
+    ctx = pb.DeviceContext(time_zone=cfg.zone, locale=cfg.locale, route_preference=route_preference)
+    if cfg.has_location:
+        ctx.location.CopyFrom(pb.Location(latitude=cfg.latitude, longitude=cfg.longitude, place_name=cfg.place_name))
     if status is not None:
         battery = status.battery_percent()
         if battery is not None:

@@ -37,6 +37,13 @@ SERVICE = pb.DESCRIPTOR.services_by_name["Assistant"].full_name
 _END = object()
 
 
+@dataclass(frozen=True)
+class _Abort:
+    """The reader could not read the stream: end the RPC with INVALID_ARGUMENT and say why."""
+
+    details: str
+
+
 class AssistantService(pb_grpc.AssistantServicer):
     def __init__(self, cfg, runner: TurnRunner, auth: Authenticator, limits: DeviceLimits, metrics: GatewayMetrics) -> None:
         self.cfg = cfg
@@ -63,6 +70,8 @@ class AssistantService(pb_grpc.AssistantServicer):
                 pending = None
                 if item is _END:
                     break
+                if isinstance(item, _Abort):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.details)
                 if item.WhichOneof("payload") == "delta":
                     item, pending = _coalesce(item, out)
                 yield item
@@ -89,9 +98,15 @@ class AssistantService(pb_grpc.AssistantServicer):
             out.put_nowait(_END)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the stream broke (client gone); end it, others unaffected
-            log.debug("stream from %s ended: %s", device, exc)
+        except grpc.aio.AioRpcError as exc:  # the client went away or the RPC was cancelled: routine
+            log.info("stream from device %s ended by the transport: %s", device, exc.code().name)
             out.put_nowait(_END)
+        except Exception as exc:  # noqa: BLE001 - one broken stream ends; other devices are unaffected
+            self.metrics.errors.labels("STREAM").inc()
+            log.warning("stream from device %s dropped: %s: %s (a message it sent could not be read; "
+                        "the device reconnects)", device, type(exc).__name__, exc)
+            out.put_nowait(_Abort(f"could not read a DeviceMessage ({type(exc).__name__}); "
+                                  "send voxlens.v1.DeviceMessage as defined in protos/assistant.proto"))
 
     async def _admit(self, query: pb.Query, device: str, emit, tasks: dict[str, asyncio.Task], context) -> None:
         """Start a turn, or refuse it with a typed Error (the stream and other turns go on)."""

@@ -45,7 +45,8 @@ async def collect(client: AssistantClient, query, **kw) -> list:
 
 
 async def test_echo_turn_carries_query_context_and_events(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port), status=BatteryAndWifi(), backoff=FAST) as client:
+    paris = dict(place_name="Paris, France", latitude=48.8566, longitude=2.3522, time_zone="Europe/Paris")
+    async with AssistantClient(config(peer.port, **paris), status=BatteryAndWifi(), backoff=FAST) as client:
         events = await collect(client, understand("ask the big model what's the weather in Paris tomorrow"))
     assert isinstance(events[0], RouteEvent) and events[0].model == "echo" and events[0].tier == "none"
     assert isinstance(events[1], ToolEvent) and (events[1].phase, events[1].status) == ("started", "Checking the weather")

@@ -60,3 +60,41 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 def test_the_documented_example_is_a_valid_config(repo_root: Path) -> None:
     cfg = config.load(repo_root / "docs" / "voxlens.example.toml", environ={})
     assert cfg.gateway.big.api_key_env == "VOXLENS_BIG_API_KEY"
+
+
+def test_time_zone_comes_from_the_system_and_no_location_is_invented(monkeypatch):
+    from device.client import device_context
+    from voxlens.config import DeviceConfig, system_time_zone
+
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    assert system_time_zone() == "America/Sao_Paulo"
+    cfg = DeviceConfig()
+    ctx = device_context(cfg)
+    assert ctx.time_zone == "America/Sao_Paulo" and not ctx.HasField("location")
+    assert system_time_zone({"TZ": "Not/AZone"}) not in ("", "Not/AZone")  # a bad TZ falls back to the system's
+    lisbon = DeviceConfig(place_name="Lisbon", latitude=38.72, longitude=-9.14, time_zone="Europe/Lisbon")
+    ctx = device_context(lisbon)
+    assert ctx.time_zone == "Europe/Lisbon" and ctx.location.place_name == "Lisbon"
+
+
+def test_what_time_is_it_answers_in_the_system_time_zone(monkeypatch, tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from device.actions import DeviceActions
+    from device.commands import load_grammar
+    from device.platform import LocalPlatform
+    from voxlens.config import DeviceConfig
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    platform = LocalPlatform(str(tmp_path))
+    try:
+        actions = DeviceActions.from_config(DeviceConfig(), platform=platform)
+        command = load_grammar("en").understand("what time is it").command
+        before = datetime.now(ZoneInfo("Asia/Tokyo"))
+        spoken = actions.run(command).speech
+        after = datetime.now(ZoneInfo("Asia/Tokyo"))
+    finally:
+        platform.close()
+    hours = {f"{t:%-I}" for t in (before, after)}
+    assert any(f" {h}:" in f" {spoken}" or f" {h} " in f" {spoken} " for h in hours), (spoken, hours)

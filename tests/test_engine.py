@@ -90,7 +90,7 @@ class Rig:
         self.platform = LocalPlatform(self.cfg.media_dir, on_timer=lambda t: self.engine.timer_fired(t))
         self.client = AssistantClient(self.cfg, status=self.platform, backoff=Backoff(initial_s=0.05, max_s=0.2))
         self.engine = TurnEngine(self.cfg, grammar=commands.load_grammar(), speaker=self.speaker,
-                                 actions=DeviceActions(self.platform, self.cfg.time_zone), client=self.client,
+                                 actions=DeviceActions(self.platform, self.cfg.zone), client=self.client,
                                  emit=self.events.append)
 
     async def __aenter__(self) -> "Rig":

@@ -14,6 +14,7 @@ import dataclasses
 import os
 import tomllib
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,14 +93,24 @@ class DeviceConfig:
     follow_up_s: float = 5.0
     listen_timeout_s: float = 6.0  # after the wake word, back to idle if nobody speaks
     turn_timeout_s: float = 20.0
-    latitude: float = 48.8566
-    longitude: float = 2.3522
-    place_name: str = "Paris, France"
-    time_zone: str = "Europe/Paris"
+    latitude: float = 0.0  # the location is unset until place_name or coordinates are configured
+    longitude: float = 0.0
+    place_name: str = ""   # e.g. "Lisbon, Portugal": said back in answers ("in Lisbon")
+    time_zone: str = ""    # IANA name; empty: the system's (TZ, /etc/localtime), UTC when it has none
     locale: str = "en-US"
     language: str = "en"
     media_dir: str = ""   # photos/videos placeholders; empty: ~/.local/share/voxlens/media
     barge_in_on_speech: bool = True  # user speech over an answer stops it (needs echo cancellation on open speakers)
+
+    @property
+    def zone(self) -> str:
+        """The time zone the device answers in: the configured one, else the system's."""
+        return self.time_zone or system_time_zone()
+
+    @property
+    def has_location(self) -> bool:
+        """Only a configured location is sent: a guessed city would answer the weather for the wrong place."""
+        return bool(self.place_name) or (self.latitude, self.longitude) != (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,24 @@ class Config:
     router: RouterConfig = field(default_factory=RouterConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+
+
+def system_time_zone(environ: dict[str, str] | None = None) -> str:
+    """The system's IANA time zone (TZ, /etc/localtime, /etc/timezone via tzlocal); UTC when there is none."""
+    import tzlocal
+
+    env = os.environ if environ is None else environ
+    if env.get("TZ", "").lstrip(":"):
+        name = env["TZ"].lstrip(":")
+        try:
+            zoneinfo.ZoneInfo(name)
+            return name
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        return tzlocal.get_localzone_name() or "UTC"
+    except Exception:  # an unreadable or odd /etc/localtime: the device still runs, on UTC
+        return "UTC"
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
