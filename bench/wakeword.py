@@ -238,7 +238,7 @@ def _print_phrase(res: dict) -> None:
     print(f"  {'verifier':<10}{'FRR %':>7}{'FA/h speech':>13}{'FA/h words':>12}{'FA/h noise':>12}")
     for kind, v in res["verifiers"].items():
         print(f"  {kind:<10}{100 * v['frr']:>7.1f}{v['fa_per_hour']:>13.2f}{v['words_fa_per_hour'] or 0:>12.2f}{v['noise_fa_per_hour']:>12.2f}")
-    print(f"  sweep (first stage | with STT verifier):")
+    print("  sweep (first stage | with STT verifier):")
     stt_sweep = res["verifiers"]["stt"]["sweep"]
     for row in stt_sweep:
         print(f"    {row['threshold']:>5}  FRR {100 * row['frr']:5.1f} %  FA/h {row['fa_per_hour']:7.2f}   |   "

@@ -89,7 +89,21 @@ class ModelCheck:
         return all(f.ok for f in self.files)
 
 
+_configured_cache_dir: Path | None = None
+
+
+def configure_cache_dir(folder: str | os.PathLike[str] | None) -> None:
+    """Make `models.cache_dir` of the loaded config the folder every loader and `models prepare` use.
+
+    Why process-wide: the loaders (STT, TTS, VAD, wake word, the GGUF) each resolve catalog names on their own;
+    one setting read here keeps `voxlens models prepare` and the gateway on the same folder."""
+    global _configured_cache_dir
+    _configured_cache_dir = Path(folder).expanduser() if folder else None
+
+
 def default_cache_dir() -> Path:
+    if _configured_cache_dir is not None:
+        return _configured_cache_dir
     env = os.environ.get("VOXLENS_CACHE")
     if env:
         return Path(env).expanduser()

@@ -124,3 +124,20 @@ def test_unknown_name_and_missing_path_are_clear() -> None:
         cat.resolve("nope")
     with pytest.raises(cat.ModelError, match="does not exist"):
         cat.resolve("/tmp/definitely/not/here.onnx")
+
+
+def test_models_cache_dir_from_the_config_is_where_every_loader_looks(tmp_path):
+    """`voxlens models prepare` and the gateway's GGUF loader read the same folder: the config's models.cache_dir."""
+    from models.catalog import configure_cache_dir, default_cache_dir, entry
+    from voxlens.config import load
+
+    here = tmp_path / "models-here"
+    (tmp_path / "voxlens.toml").write_text(f'[models]\ncache_dir = "{here}"\n')
+    try:
+        load(tmp_path / "voxlens.toml", environ={})
+        assert default_cache_dir() == here
+        assert entry("qwen2.5-coder-0.5b-q4km").folder() == here / "models" / "qwen2.5-coder-0.5b-q4km"
+        load(None, environ={})  # a config without it: back to $VOXLENS_CACHE / ~/.cache/voxlens
+        assert default_cache_dir() != here
+    finally:
+        configure_cache_dir(None)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.audio import write_wav
 from device.wakeword import WakeHead
 from device.wakeword.corpus import fold_of, read_negative_files, speaker_key
 from device.wakeword.features_cache import EmbeddingCache, windows_of

@@ -288,9 +288,13 @@ def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | N
     data = _merge(data, _env_overrides(environ))
     where = str(resolved) if resolved else "config"
     try:
-        return _build(Config, data, "")
+        cfg = _build(Config, data, "")
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    from models.catalog import configure_cache_dir
+
+    configure_cache_dir(cfg.models.cache_dir)  # every loader resolves catalog names in the configured folder
+    return cfg
 
 
 def replace(cfg: Any, **changes: Any) -> Any:
