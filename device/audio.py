@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE_HZ = 16000
 FRAME_SAMPLES = 1280          # 80 ms at 16 kHz
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
+MIN_RATE_HZ, MAX_RATE_HZ = 1000, 768_000  # outside this a WAV header is lying
 
 
 class AudioFormatError(ValueError):
@@ -80,10 +81,14 @@ def read_wav_native(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioFormatError(f"{path}: not a WAV file (starts with {head[:4]!r}); convert it, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav")
     try:
         rate_hz, data = scipy.io.wavfile.read(path, mmap=False)
-    except (ValueError, EOFError, OSError, struct.error) as exc:
-        raise AudioFormatError(f"{path}: truncated or malformed WAV ({exc or type(exc).__name__}); export it again as PCM or float WAV") from None
+    except Exception as exc:  # noqa: BLE001 - scipy fails on lying headers in many ways (found by tests/test_fuzz.py)
+        raise AudioFormatError(f"{path}: truncated or malformed WAV ({type(exc).__name__}: {exc}); "
+                               "export it again as PCM or float WAV") from None
     if data.size == 0:
         raise AudioFormatError(f"{path}: the WAV holds no audio samples")
+    if not MIN_RATE_HZ <= int(rate_hz) <= MAX_RATE_HZ:
+        raise AudioFormatError(f"{path}: the header's sample rate {int(rate_hz)} Hz is not an audio rate "
+                               f"({MIN_RATE_HZ}-{MAX_RATE_HZ} Hz); the header is corrupt, export the file again")
     try:
         return _to_float_mono(data), int(rate_hz)
     except TypeError as exc:

@@ -1,12 +1,20 @@
 """Shared fixtures. Models load once per session; tests that need them ask for these fixtures."""
 from __future__ import annotations
 
+import os
+import random
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+FUZZ_SEED = int(os.environ.setdefault("VOXLENS_FUZZ_SEED", str(random.SystemRandom().randrange(2**32))))
+
+
+def pytest_report_header(config) -> str:
+    profile = os.environ.get("VOXLENS_FUZZ", "ci")
+    return f"fuzz: profile {profile}, seed {FUZZ_SEED} (rerun with VOXLENS_FUZZ_SEED={FUZZ_SEED})"
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,19 @@ async def test_memory_sink_keeps_everything():
     await sink.play(np.ones(100, dtype=np.int16), 22050)
     await sink.play(np.ones(50, dtype=np.int16), 22050)
     assert sink.samples_written == 150 and sink.rate_hz == 22050
+
+
+def test_a_wav_header_with_an_impossible_sample_rate_is_refused_by_name(tmp_path):
+    """Found by tests/test_fuzz.py: rate 0 reached the resampler and crashed it."""
+    import struct
+
+    import pytest
+
+    from device.audio import AudioFormatError, read_wav
+
+    fmt = struct.pack("<HHIIHH", 1, 1, 0, 0, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 4) + b"\x01\x00\x02\x00"
+    path = tmp_path / "zero-rate.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioFormatError, match="sample rate 0 Hz"):
+        read_wav(path)
