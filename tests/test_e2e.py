@@ -222,11 +222,13 @@ async def test_barge_in_stops_the_answer_and_cancels_the_turn_at_the_gateway(tmp
     audio = _script(user_speak, 0.5, WAKE, 0.3, "Tell me a long story about a lighthouse keeper.", speaking(), 1.0,
                     WAKE, 2.5)
     run, events, sink = await _run(tmp_path, device_models, audio, gateway.port, barge_in_on_speech=on_speech)
-    assert len(_of(events, "wake")) == 2
+    story = [{k: e.get(k) for k in ("event", "state", "reason", "text", "outcome", "played_samples")} for e in events
+             if e["event"] in ("wake", "wake_rejected", "barge_in", "state", "turn")]
+    assert len(_of(events, "wake")) == 2, story
     barge = _of(events, "barge_in")[0]
-    assert barge["reason"] == reason and barge["turn_id"], barge
+    assert barge["reason"] == reason and barge["turn_id"], story
     first_turn = _of(events, "turn")[0]
-    assert first_turn["outcome"] == "cancelled"
+    assert first_turn["outcome"] == "cancelled", story
     async with asyncio.timeout(60):  # the Cancel travels asynchronously; the outer timeout only catches a hang
         while cancelled._value.get() <= before:
             await asyncio.sleep(0.02)
@@ -234,7 +236,8 @@ async def test_barge_in_stops_the_answer_and_cancels_the_turn_at_the_gateway(tmp
     from device.earcons import earcon
 
     after_s = (sink.samples_written - barge["played_samples"]) / sink.rate_hz
-    assert after_s <= len(earcon("wake", sink.rate_hz)) / sink.rate_hz + 0.1, f"{after_s:.2f} s played after the barge-in"
+    assert after_s <= len(earcon("wake", sink.rate_hz)) / sink.rate_hz + 0.1, (f"{after_s:.2f} s played after the barge-in",
+                                                                              story)
 
 
 async def test_gateway_down_speaks_the_offline_message_and_commands_still_work(tmp_path, device_models, user_speak):
