@@ -7,6 +7,8 @@ probe turn after `reset_s` finds out whether the tier is back.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 
 from voxlens.timing import Clock, monotonic
@@ -63,6 +65,16 @@ class CircuitBreaker:
             self._state = OPEN
             self._opened_at = self._clock()
 
-    def release_probe(self) -> None:
-        """A probe turn ended without telling us anything (e.g. cancelled): let the next turn probe."""
-        self._probing = False
+    @contextmanager
+    def permit(self) -> Iterator[bool]:
+        """allow() for the length of one use of the tier.
+
+        Why: a half-open probe that ends without a verdict (cancelled after its first token, a tool error)
+        must free its slot on exit, or the tier stays off until the process restarts."""
+        probe = self.state == HALF_OPEN
+        allowed = self.allow()
+        try:
+            yield allowed
+        finally:
+            if allowed and probe:
+                self._probing = False

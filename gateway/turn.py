@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from gateway import messages as msg
 from gateway import prompts
 from gateway.backends.base import Backend, BackendError, Capabilities, ChatRequest, ToolCall
-from gateway.breaker import HALF_OPEN, CircuitBreaker
+from gateway.breaker import CircuitBreaker
 from gateway.memory import ConversationMemory
 from gateway.metrics import GatewayMetrics
 from gateway.router import BIG, SMALL, RouteInput, is_private, route
@@ -213,12 +213,19 @@ class TurnRunner:
             return "stop"
         return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
 
+    def _permit(self, tier: str) -> AbstractContextManager[bool]:
+        """The big tier is used through its circuit breaker; the others always may be."""
+        return self.breaker.permit() if tier == BIG else nullcontext(True)
+
     async def _phrase(self, ctx: TurnContext, tier: str, result: ToolResult) -> str:
         """The model phrases the facts; the template answers if it fails, stalls or changes a number."""
         backend = self.backends.get(tier)
-        probe = tier == BIG and self.breaker.state == HALF_OPEN
-        if backend is None or not self.may_use(tier, ctx.private) or (tier == BIG and not self.breaker.allow()):
+        if backend is None or not self.may_use(tier, ctx.private):
             return result.summary
+        with self._permit(tier) as allowed:
+            return await self._phrase_on(ctx, tier, backend, result) if allowed else result.summary
+
+    async def _phrase_on(self, ctx: TurnContext, tier: str, backend: Backend, result: ToolResult) -> str:
         ctx.tier = tier
         request = ChatRequest(prompts.phrase_messages(ctx.query.text, result), max_tokens=PHRASE_MAX_TOKENS, temperature=0.0)
         parts: list[str] = []
@@ -234,9 +241,6 @@ class TurnRunner:
             if tier == BIG:
                 self.breaker.record_failure()
             return result.summary
-        finally:
-            if probe:  # a probe cancelled mid-phrase must not keep the breaker probing forever
-                self.breaker.release_probe()
         if tier == BIG:
             self.breaker.record_success()
         text = " ".join("".join(parts).split())
@@ -258,33 +262,30 @@ class TurnRunner:
 
     async def _free_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
         q = ctx.query
-        order = [t for t in [tier] + [t for t in (SMALL, BIG) if t != tier] if self.may_use(t, ctx.private)]
+        order = [t for t in dict.fromkeys((tier, SMALL, BIG)) if self.may_use(t, ctx.private)]
         failover = announced = False
         last_error = ""
         for candidate in order:
             backend = self.backends[candidate]
-            probe = candidate == BIG and self.breaker.state == HALF_OPEN
-            if candidate == BIG and not self.breaker.allow():
-                continue
-            try:
+            with self._permit(candidate) as allowed:
+                if not allowed:
+                    continue
                 if failover:
                     reason = f"failover_{tier}_failed"
                     self.metrics.failovers.labels(tier).inc()
                 await self._announce(ctx, candidate, backend.model, reason, failover)
                 announced = True
                 ctx.tier = candidate
-                outcome = await self._answer(ctx, candidate, backend)
-            except _Failed as exc:
-                last_error = str(exc)
-                failover = True
-                continue
-            except BackendError as exc:  # broke after output started: nothing to fail over to cleanly
-                return await self.fail(ctx, "UNAVAILABLE", str(exc), "Sorry, I lost my train of thought.", True)
-            except ToolError as exc:
-                return await self._tool_failed(ctx, exc)
-            finally:
-                if probe:  # a probe that ended without a verdict (cancelled, tool error) frees the slot
-                    self.breaker.release_probe()
+                try:
+                    outcome = await self._answer(ctx, candidate, backend)
+                except _Failed as exc:
+                    last_error = str(exc)
+                    failover = True
+                    continue
+                except BackendError as exc:  # broke after output started: nothing to fail over to cleanly
+                    return await self.fail(ctx, "UNAVAILABLE", str(exc), "Sorry, I lost my train of thought.", True)
+                except ToolError as exc:
+                    return await self._tool_failed(ctx, exc)
             self.memory.remember(q.conversation_id, q.text, outcome.text, private=ctx.private)
             return outcome.finish
         if ctx.private:

@@ -7,6 +7,7 @@ the pytest header (`fuzz: ...`); rerun it with `VOXLENS_FUZZ_SEED=N`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import struct
 import tempfile
@@ -117,8 +118,8 @@ json_ish = st.recursive(
 
 
 @seed(SEED)
-@given(st.one_of(st.text(max_size=500), json_ish.map(repr), json_ish.map(lambda v: __import__("json").dumps(v)),
-                 st.tuples(st.text(max_size=30), json_ish.map(lambda v: __import__("json").dumps(v))).map("".join)))
+@given(st.one_of(st.text(max_size=500), json_ish.map(repr), json_ish.map(json.dumps),
+                 st.tuples(st.text(max_size=30), json_ish.map(json.dumps)).map("".join)))
 def test_tool_call_parser_returns_a_known_tool_or_nothing(text: str) -> None:
     call = parse_tool_call(text, TOOLS)
     looks_like_tool_call(text)

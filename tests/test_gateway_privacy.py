@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -52,19 +53,29 @@ async def _last_prompt_tokens(big_server, timeout_s: float = 60.0) -> int:
     return int(re.search(r"prompt eval time = .*?/\s*(\d+) tokens", seg)[1])
 
 
+@asynccontextmanager
+async def _serving(small, big, open_meteo=None):
+    """A gateway on loopback with these tiers; the OpenAI backends made here are closed with it."""
+    c = Config()
+    tools = c.tools if open_meteo is None else replace(c.tools, geocoding_url=open_meteo.geocoding_url,
+                                                       forecast_url=open_meteo.forecast_url)
+    gw = await start_gateway(c.gateway, tools, c.router, port=0, backends={"small": small, "big": big})
+    try:
+        yield gw
+    finally:
+        await gw.stop(0.5)
+        for backend in (small, big):
+            if isinstance(backend, OpenAIBackend):
+                await backend.close()
+
+
 @pytest.fixture
 async def down_small_gateway(big_server, open_meteo):
     """The small tier is a local server that is down (nothing listens); the big tier is up."""
-    c = Config()
-    small = OpenAIBackend(replace(c.gateway.small, kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1",
+    small = OpenAIBackend(replace(Config().gateway.small, kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1",
                                   local=True, connect_timeout_s=0.5), "small", retries=0)
-    big = _big(big_server)
-    tools = replace(c.tools, geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url)
-    gw = await start_gateway(c.gateway, tools, c.router, port=0, backends={"small": small, "big": big})
-    yield gw
-    await gw.stop(0.5)
-    await small.close()
-    await big.close()
+    async with _serving(small, _big(big_server), open_meteo) as gw:
+        yield gw
 
 
 async def test_private_turn_is_not_failed_over_to_the_remote_tier(down_small_gateway, big_server):
@@ -85,13 +96,8 @@ async def test_private_turn_is_not_failed_over_to_the_remote_tier(down_small_gat
 @pytest.fixture
 async def no_small_gateway(big_server, open_meteo):
     """No small tier configured at all; the big tier is up."""
-    c = Config()
-    big = _big(big_server)
-    tools = replace(c.tools, geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url)
-    gw = await start_gateway(c.gateway, tools, c.router, port=0, backends={"small": None, "big": big})
-    yield gw
-    await gw.stop(0.5)
-    await big.close()
+    async with _serving(None, _big(big_server), open_meteo) as gw:
+        yield gw
 
 
 async def test_private_turn_with_no_small_tier_is_refused_not_sent_big(no_small_gateway, big_server):
@@ -118,24 +124,16 @@ async def test_private_weather_intent_is_answered_by_template_not_phrased_remote
 
 
 async def test_a_declared_local_server_may_answer_private_turns(big_server):
-    c = Config()
-    local_big = _big(big_server, local=True)  # e.g. a vLLM on your own LAN, declared `local = true`
-    gw = await start_gateway(c.gateway, c.tools, c.router, port=0, backends={"small": None, "big": local_big})
-    try:
+    # e.g. a vLLM on your own LAN, declared `local = true`
+    async with _serving(None, _big(big_server, local=True)) as gw:
         turn = await one_turn(gw.port, query("l1", PRIVATE))
-        assert [r.tier for r in turn.routes] == [pb.TIER_BIG] and turn.text and not turn.errors
-    finally:
-        await gw.stop(0.5)
-        await local_big.close()
+    assert [r.tier for r in turn.routes] == [pb.TIER_BIG] and turn.text and not turn.errors
 
 
 async def test_private_exchanges_stay_out_of_the_history_a_remote_tier_sees(small_backend, big_server):
     """The remote server's own log shows how long a prompt it was sent: a private exchange adds nothing to it."""
-    c = Config()
-    big = _big(big_server)
-    gw = await start_gateway(c.gateway, c.tools, c.router, port=0, backends={"small": small_backend, "big": big})
     follow = "Tell me a fact about the sea."
-    try:
+    async with _serving(small_backend, _big(big_server)) as gw:
         async def big_prompt_tokens(conversation: str, first: str) -> int:
             if first:
                 await one_turn(gw.port, query(f"{conversation}-1", first, conversation_id=conversation,
@@ -148,8 +146,5 @@ async def test_private_exchanges_stay_out_of_the_history_a_remote_tier_sees(smal
         fresh = await big_prompt_tokens("cf", "")
         after_private = await big_prompt_tokens("cp", PRIVATE)
         after_ordinary = await big_prompt_tokens("co", "What should I do about my garden?")
-        assert after_private == fresh
-        assert after_ordinary > fresh + 10  # the history does reach the remote tier when it is not private
-    finally:
-        await gw.stop(0.5)
-        await big.close()
+    assert after_private == fresh
+    assert after_ordinary > fresh + 10  # the history does reach the remote tier when it is not private

@@ -16,16 +16,9 @@ from gateway.tools.calculator import calculate
 from gateway.tools.parse import is_json_like, looks_like_tool_call, parse_tool_call
 from gateway.tools.time import time_in_city
 from voxlens.config import GatewayConfig, RouterConfig, replace
+from voxlens.timing import ManualClock
 
 CFG = RouterConfig()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_rule_table_order_is_the_documented_policy():
@@ -77,25 +70,41 @@ def test_simple_query_stays_small():
 
 
 def test_breaker_opens_probes_half_open_and_closes():
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker("big", failures=2, reset_s=10, clock=clock)
     b.record_failure()
     assert b.state == CLOSED and b.allow()
     b.record_failure()
     assert b.state == OPEN and not b.allow()
-    clock.t = 10.0
+    clock.now_s = 10.0
     assert b.state == HALF_OPEN
     assert b.allow() and not b.allow()  # one probe at a time
     b.record_failure()
     assert b.state == OPEN
-    clock.t = 20.0
+    clock.now_s = 20.0
     assert b.allow()
     b.record_success()
     assert b.state == CLOSED and b.allow()
 
 
+def test_breaker_permit_frees_a_probe_that_ended_without_a_verdict():
+    clock = ManualClock(0.0)
+    b = CircuitBreaker("big", failures=1, reset_s=10, clock=clock)
+    b.record_failure()
+    clock.advance(10)
+    with b.permit() as allowed:  # the probe, cancelled before it learned anything
+        assert allowed and not b.available()
+        with b.permit() as second:
+            assert not second  # one probe at a time
+        assert not b.available()  # the refused second use did not free the first one's slot
+    assert b.state == HALF_OPEN and b.available()
+    with b.permit() as allowed:
+        b.record_failure()  # a verdict: the tier is still down
+    assert b.state == OPEN and not b.available()
+
+
 def test_memory_is_bounded_and_expires():
-    clock = Clock()
+    clock = ManualClock(0.0)
     mem = ConversationMemory(max_turns=2, ttl_s=60, max_conversations=2, clock=clock)
     for i in range(3):
         mem.remember("c1", f"q{i}", f"a{i}", "weather", {"city": "Paris"})
@@ -104,7 +113,7 @@ def test_memory_is_bounded_and_expires():
     mem.remember("c2", "x", "y")
     mem.remember("c3", "x", "y")
     assert len(mem) == 2 and mem.history("c1") == []
-    clock.t = 61
+    clock.now_s = 61
     assert mem.history("c3") == []
 
 
@@ -119,7 +128,7 @@ def test_auth_hashes_tokens_and_names_the_fix():
 
 
 def test_limits_text_concurrency_and_rate():
-    clock = Clock()
+    clock = ManualClock(0.0)
     lim = DeviceLimits(replace(GatewayConfig(), max_text_chars=10, max_turns_per_device=1, rate_per_minute=60), clock)
     with pytest.raises(LimitExceeded) as exc:
         lim.check_text("x" * 11)
@@ -134,7 +143,7 @@ def test_limits_text_concurrency_and_rate():
         lim.end_turn("a")
     with pytest.raises(LimitExceeded, match="rate_per_minute"):
         lim.start_turn("a")
-    clock.t = 1.0  # one more turn's worth of tokens refills per second at 60/min
+    clock.now_s = 1.0  # one more turn's worth of tokens refills per second at 60/min
     lim.start_turn("a")
 
 

@@ -101,15 +101,10 @@ async def test_prepared_lines_play_from_memory_exactly_as_synthesized(tts):
     assert list(prepared) == [OFFLINE_SPOKEN]
     expected = prepared[OFFLINE_SPOKEN]
     assert len(expected) > tts.sample_rate_hz  # a real utterance, over a second of speech
-    calls = []
-    real_stream = tts.stream
-    tts.stream = lambda deltas: calls.append(deltas) or real_stream(deltas)  # count, still the real synthesis
-    try:
-        first = []
-        await out.speak(OFFLINE_SPOKEN, on_first_audio=lambda: first.append(sink.samples_written))
-        assert calls == [] and first == [0]
-        assert np.array_equal(sink.audio, expected)
-        await out.speak("Something else.")   # anything not prepared is synthesized as before
-        assert len(calls) == 1 and sink.samples_written > len(expected)
-    finally:
-        del tts.stream
+    first = []
+    await out.speak(OFFLINE_SPOKEN, on_first_audio=lambda: first.append(sink.samples_written))
+    assert first == [0]
+    # Piper samples noise, so a fresh synthesis never repeats sample for sample: equal means played from memory
+    assert np.array_equal(sink.audio, expected)
+    await out.speak("Something else.")   # anything not prepared is synthesized as before
+    assert sink.samples_written > len(expected)

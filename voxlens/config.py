@@ -14,7 +14,6 @@ import dataclasses
 import os
 import tomllib
 import typing
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,21 +181,14 @@ class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
-def system_time_zone(environ: dict[str, str] | None = None) -> str:
-    """The system's IANA time zone (TZ, /etc/localtime, /etc/timezone via tzlocal); UTC when there is none."""
+def system_time_zone() -> str:
+    """The system's IANA time zone (tzlocal reads TZ, /etc/localtime, /etc/timezone); UTC when there is none."""
     import tzlocal
 
-    env = os.environ if environ is None else environ
-    if env.get("TZ", "").lstrip(":"):
-        name = env["TZ"].lstrip(":")
-        try:
-            zoneinfo.ZoneInfo(name)
-            return name
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
     try:
+        tzlocal.reload_localzone()  # read now, not tzlocal's first answer: a headset travels across zones
         return tzlocal.get_localzone_name() or "UTC"
-    except Exception:  # an unreadable or odd /etc/localtime: the device still runs, on UTC
+    except Exception:  # noqa: BLE001 - an unreadable or odd /etc/localtime: the device still runs, on UTC
         return "UTC"
 
 
