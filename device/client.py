@@ -103,6 +103,8 @@ class AssistantClient:
         self._conversation_id = ""
         self._last_turn_s = float("-inf")
         self.connections = 0  # streams opened so far, for logs and tests
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._heard = 0  # messages received on any stream: a turn that hears nothing at all suspects the link
 
     @staticmethod
     def _load_credentials(tls_ca: str) -> grpc.ChannelCredentials | None:
@@ -194,16 +196,24 @@ class AssistantClient:
             metadata = (("authorization", f"Bearer {self.cfg.token}"),) if self.cfg.token else None
             call = pb_grpc.AssistantStub(channel).Converse(self._requests(outbox), metadata=metadata)
             self._outbox = outbox
+            self._call = call
             self.connections += 1
             self._connected.set()
             self._signal_attempt()
             log.info("connected to gateway %s", self.target)
-            async for message in call:
-                self._dispatch(message)
+            try:
+                async for message in call:
+                    self._dispatch(message)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # close(): the session ends
+                raise ConnectionError("the stream was dropped: the link was silent through a whole turn") from None
             return True
         finally:
             self._connected.clear()
             self._outbox = None
+            self._call = None
             outbox.put_nowait(None)
             await channel.close(grace=None)
 
@@ -234,6 +244,7 @@ class AssistantClient:
         done.set()
 
     def _dispatch(self, message: pb.GatewayMessage) -> None:
+        self._heard += 1
         queue = self._turns.get(message.turn_id)
         if queue is None:
             log.debug("dropping %s for finished turn %s", message.WhichOneof("payload"), message.turn_id)
@@ -296,6 +307,7 @@ class AssistantClient:
         ended = False
         try:
             self._send(pb.DeviceMessage(query=self.build_query(understanding, turn_id)))
+            heard_before = self._heard
             loop = asyncio.get_running_loop()
             deadline_s = loop.time() + timeout_s
             while True:
@@ -305,6 +317,9 @@ class AssistantClient:
                     async with asyncio.timeout(max(0.0, deadline_s - loop.time())):
                         item = await queue.get()
                 except TimeoutError:
+                    if self._heard == heard_before:
+                        ended = True
+                        raise self._drop_silent_link(timeout_s) from None
                     raise TurnTimeout(f"turn {turn_id} had no TurnEnd within {timeout_s} s; sent Cancel "
                                       "(raise [device] turn_timeout_s if the models are slow)") from None
                 if isinstance(item, ClientError):
@@ -324,6 +339,20 @@ class AssistantClient:
             if not ended:
                 self.cancel(turn_id)
             self._cancelled.discard(turn_id)
+
+    def _drop_silent_link(self, timeout_s: float) -> GatewayUnavailable:
+        """Nothing at all came back for a whole turn (the gateway always routes at once): the link is dead.
+
+        Why: out of Wi-Fi range the socket stays open and keepalive needs ~25 s to notice; until then
+        every turn would go into a dead stream. Ending the stream now makes the next turn reconnect."""
+        log.warning("no message from gateway %s for %.1f s while a turn was open; treating the link as dead "
+                    "and reconnecting", self.target, timeout_s)
+        self._connected.clear()  # from now on: a new turn waits for the reconnection, not for the dead stream
+        self._outbox = None
+        if self._call is not None:
+            self._call.cancel()
+        return GatewayUnavailable(f"gateway {self.target} sent nothing for {timeout_s} s: the network link is "
+                                  "down or the gateway is stuck; reconnecting")
 
     def cancel(self, turn_id: str) -> bool:
         """Send Cancel for a turn now (no await: interruptions overtake everything). False when offline."""

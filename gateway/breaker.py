@@ -16,6 +16,7 @@ from voxlens.timing import Clock, monotonic
 log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+MAX_HOLD_S = 300.0  # a Retry-After longer than this is treated as this: a typo must not switch a tier off for a day
 
 
 class CircuitBreaker:
@@ -28,11 +29,12 @@ class CircuitBreaker:
         self._state = CLOSED
         self._failures = 0
         self._opened_at = 0.0
+        self._pause_s = reset_s
         self._probing = False
 
     @property
     def state(self) -> str:
-        if self._state == OPEN and self._clock() - self._opened_at >= self.reset_s:
+        if self._state == OPEN and self._clock() - self._opened_at >= self._pause_s:
             return HALF_OPEN
         return self._state
 
@@ -64,6 +66,20 @@ class CircuitBreaker:
                 log.warning("breaker %s: open after %d consecutive failures", self.name, self._failures)
             self._state = OPEN
             self._opened_at = self._clock()
+            self._pause_s = self.reset_s
+
+    def hold(self, seconds: float) -> None:
+        """The tier said how long to stay away (HTTP 429/503 Retry-After): open now for that long.
+
+        Why: an overloaded cluster that asks for a pause gets one; probing it every reset_s, or on
+        every turn until the failure count trips, only adds to its queue."""
+        pause_s = min(max(seconds, 0.0), MAX_HOLD_S)
+        if pause_s <= 0:
+            return
+        log.warning("breaker %s: open for %.0f s (the tier asked: Retry-After)", self.name, pause_s)
+        self._state, self._probing = OPEN, False
+        self._opened_at = self._clock()
+        self._pause_s = pause_s
 
     @contextmanager
     def permit(self) -> Iterator[bool]:

@@ -247,7 +247,7 @@ async def start_gateway(cfg, tools, router, *, port: int | None = None,
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     metrics.serve(cfg.metrics_port, cfg.host)
     owned = [] if given else [b for b in backends.values() if b is not None]
-    log.info("gateway listening on %s (%s), tiers: %s", address, "TLS" if creds else "plaintext",
+    log.info("gateway listening on %s:%d (%s), tiers: %s", cfg.host, bound, "TLS" if creds else "plaintext",
              {k: (v.model if v else None) for k, v in backends.items()})
     return Gateway(server, bound, runner, backends, metrics, toolbox, health_servicer, owned)
 

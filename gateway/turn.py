@@ -240,6 +240,7 @@ class TurnRunner:
             log.warning("%s tier could not phrase the %s result (%s); using the template", tier, result.tool, exc)
             if tier == BIG:
                 self.breaker.record_failure()
+                self.breaker.hold(getattr(exc, "retry_after_s", 0.0))
             return result.summary
         if tier == BIG:
             self.breaker.record_success()
@@ -347,6 +348,7 @@ class TurnRunner:
         except BackendError as exc:
             if tier == BIG:
                 self.breaker.record_failure()
+                self.breaker.hold(exc.retry_after_s)
             if ctx.first_token_s is None:
                 log.warning("%s tier failed before its first token: %s", tier, exc)
                 raise _Failed(str(exc)) from exc

@@ -24,6 +24,8 @@ PLACES = {  # name -> (latitude, longitude, country, timezone)
     "paris": (48.85341, 2.3488, "France", "Europe/Paris"),
     "errorville": (10.0, 10.0, "Nowhere", "UTC"),
     "slowtown": (20.0, 20.0, "Nowhere", "UTC"),
+    "garbletown": (30.0, 30.0, "Nowhere", "UTC"),   # the forecast answers 200 with a body that is not JSON
+    "fieldless": (40.0, 40.0, "Nowhere", "UTC"),    # the forecast answers JSON without its fields
     "reykjavik": (64.13548, -21.89541, "Iceland", "Atlantic/Reykjavik"),
 }
 CURRENT_C = {48.85341: 21.3, 64.13548: -3.6}
@@ -60,6 +62,16 @@ class _OpenMeteoHandler(BaseHTTPRequestHandler):
                 return self._json(500, {"error": True, "reason": "Internal server error"})
             if lat == 20.0:
                 time.sleep(2.0)
+            if lat == 30.0:
+                data = b"<html><body>502 Bad Gateway</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+            if lat == 40.0:
+                return self._json(200, {"latitude": lat, "generationtime_ms": 0.1})
             temp = CURRENT_C.get(lat, 12.0)
             return self._json(200, {
                 "latitude": lat, "longitude": float(q.get("longitude", "0")), "generationtime_ms": 0.1,

@@ -52,6 +52,8 @@ async def test_follow_up_without_a_city_keeps_the_last_one(gateway, open_meteo):
     ("Atlantis", "", "couldn't find"),            # unknown city: a spoken answer, not a failure
     ("Errorville", "UNAVAILABLE", "isn't working"),  # HTTP 500
     ("Slowtown", "DEADLINE_EXCEEDED", "too long"),   # slower than tools.timeout_s
+    ("Garbletown", "UNAVAILABLE", "can't read"),     # 200 with a body that is not JSON
+    ("Fieldless", "UNAVAILABLE", "can't read"),      # JSON without the forecast's fields
 ])
 async def test_weather_errors_end_the_turn_with_a_short_spoken_explanation(gateway, city, code, words):
     t0 = time.monotonic()

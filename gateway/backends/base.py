@@ -11,11 +11,13 @@ from typing import Any, AsyncIterator, Protocol
 
 
 class BackendError(RuntimeError):
-    """A backend failed. `retryable` says whether the same request may succeed later (connection, overload)."""
+    """A backend failed. `retryable` says whether the same request may succeed later (connection, overload);
+    `retry_after_s` is how long the server asked us to stay away (HTTP Retry-After), 0 if it did not say."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, retry_after_s: float = 0.0) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)

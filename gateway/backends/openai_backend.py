@@ -9,6 +9,8 @@ stop generating for that request.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
 import json
 import logging
 import os
@@ -83,6 +85,11 @@ class OpenAIBackend:
                 lambda: self._open_with_fallback(request), _is_connection_error,
                 retries=self._retries, backoff_s=self._backoff_s, what=f"{self.tier_name} tier",
             )
+        except openai.APITimeoutError as exc:
+            raise BackendError(
+                f"{self.tier_name} tier at {self._cfg.base_url} did not answer within gateway.{self.tier_name}.timeout_s "
+                f"= {self._cfg.timeout_s} s; the server is overloaded or stuck", retryable=True,
+            ) from exc
         except openai.APIConnectionError as exc:
             raise BackendError(
                 f"{self.tier_name} tier at {self._cfg.base_url} is unreachable ({type(exc).__name__}); "
@@ -92,6 +99,7 @@ class OpenAIBackend:
             raise BackendError(
                 f"{self.tier_name} tier at {self._cfg.base_url} answered HTTP {exc.status_code}: {exc.message}",
                 retryable=exc.status_code >= 500 or exc.status_code == 429,
+                retry_after_s=retry_after_s(exc.response.headers.get("retry-after")),
             ) from exc
         finish: str | None = None
         usage = None
@@ -113,10 +121,19 @@ class OpenAIBackend:
                             slot["arguments"] += tc.function.arguments or ""
                     if choice.finish_reason:
                         finish = choice.finish_reason
+        except openai.APITimeoutError as exc:
+            raise BackendError(f"{self.tier_name} tier stalled: nothing for gateway.{self.tier_name}.timeout_s = "
+                               f"{self._cfg.timeout_s} s after {produced} tokens", retryable=True) from exc
         except (openai.APIError, httpx.HTTPError) as exc:
             raise BackendError(f"{self.tier_name} tier stream broke: {type(exc).__name__}: {exc}", retryable=True) from exc
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # JSON that is not a chat.completion.chunk
+            raise BackendError(f"{self.tier_name} tier sent a malformed stream event ({type(exc).__name__}: {exc}); "
+                               f"is gateway.{self.tier_name}.base_url an OpenAI-compatible server?", retryable=True) from exc
         finally:
             await stream.close()  # closes the HTTP response: the server stops generating
+        if finish is None and not calls:
+            raise BackendError(f"{self.tier_name} tier ended its stream without a finish_reason after {produced} tokens: "
+                               "the answer was cut off (server restarted or a proxy closed the response)", retryable=True)
         tool_calls = [ToolCall(c["name"], _json_args(c["arguments"])) for c in calls.values() if c["name"]]
         yield Chunk(
             tool_calls=tool_calls,
@@ -128,6 +145,23 @@ class OpenAIBackend:
     async def close(self) -> None:
         await self._client.close()
         await self._http.aclose()
+
+
+def retry_after_s(value: str | None) -> float:
+    """Retry-After in seconds (RFC 9110: delay-seconds or an HTTP date); 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def _json_args(text: str) -> dict[str, Any]:
