@@ -191,6 +191,111 @@ async def _ttft(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+CROWD_DEVICES = 50
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux /proc), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def _crowd_device(port: int, idx: int, question: str, deadline_s: float) -> dict[str, Any]:
+    """One headset: its own connection, one question, everything until TurnEnd (or the deadline: a lost turn)."""
+    import grpc
+
+    from protos import assistant_pb2 as pb
+    from protos import assistant_pb2_grpc as pb_grpc
+
+    sent = time.perf_counter()
+    row: dict[str, Any] = {"outcome": "lost", "first_ms": None, "end_ms": None, "queue_ms": None, "spoken": ""}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        async def requests():
+            yield _query(f"crowd-{idx}", question, pb.ROUTE_PREFERENCE_SMALL)
+
+        call = pb_grpc.AssistantStub(ch).Converse(requests(), metadata=(("voxlens-device-id", f"crowd-{idx}"),),
+                                                  timeout=deadline_s)
+        try:
+            async for m in call:
+                kind = m.WhichOneof("payload")
+                if kind == "delta" and row["first_ms"] is None:
+                    row["first_ms"] = (time.perf_counter() - sent) * 1000.0
+                elif kind == "error":
+                    row["outcome"] = "busy" if m.error.code == "RESOURCE_EXHAUSTED" else f"error:{m.error.code}"
+                    row["spoken"] = m.error.spoken
+                elif kind == "end":
+                    row["end_ms"] = (time.perf_counter() - sent) * 1000.0
+                    if row["outcome"] == "lost":
+                        row["outcome"] = "answered" if row["first_ms"] is not None else "empty"
+                    row["queue_ms"] = next((t.duration_ms for t in m.end.timings if t.stage.startswith("queue.")), None)
+                    break
+        except grpc.aio.AioRpcError as exc:
+            row["outcome"] = f"rpc:{exc.code().name}"
+    return row
+
+
+async def _crowd(quick: bool, devices: int) -> dict[str, Any]:
+    """`devices` headsets ask the real in-process small model at the same moment."""
+    from gateway.server import start_gateway
+    from voxlens.config import Config, replace
+
+    c = Config()
+    small = replace(c.gateway.small, max_tokens=16, temperature=0.0)
+    cfg = replace(c.gateway, small=small, big=replace(c.gateway.big, base_url=""))
+    gw = await start_gateway(cfg, c.tools, c.router, port=0)
+    rss_before = _rss_mb()  # the model is loaded: what the crowd adds is what is measured
+    peak = [rss_before]
+
+    async def sample() -> None:
+        while True:
+            peak.append(_rss_mb())
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        t0 = time.perf_counter()
+        rows = await asyncio.gather(*(_crowd_device(gw.port, i, QUESTIONS[i % len(QUESTIONS)],
+                                                    cfg.turn_deadline_s + 10) for i in range(devices)))
+        wall_s = time.perf_counter() - t0
+        rss_after = _rss_mb()
+    finally:
+        sampler.cancel()
+        await gw.stop(0.5)
+    outcomes: dict[str, int] = {}
+    for r in rows:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    answered = [r for r in rows if r["outcome"] == "answered"]
+    waits = [r["queue_ms"] for r in answered if r["queue_ms"] is not None]
+    ends = [r["end_ms"] for r in rows if r["end_ms"] is not None]
+    return {
+        "devices": devices, "wall_s": round(wall_s, 2), "outcomes": outcomes,
+        "lost": outcomes.get("lost", 0), "spoken_busy": sorted({r["spoken"] for r in rows if r["outcome"] == "busy"}),
+        "first_token_p50_ms": round(_pct([r["first_ms"] for r in answered], 0.5), 1),
+        "first_token_p99_ms": round(_pct([r["first_ms"] for r in answered], 0.99), 1),
+        "queue_wait_p50_ms": round(_pct(waits, 0.5), 1), "queue_wait_p99_ms": round(_pct(waits, 0.99), 1),
+        "turn_end_p99_ms": round(_pct(ends, 0.99), 1), "turn_end_max_ms": round(max(ends), 1) if ends else None,
+        "rss_mb_before": round(rss_before, 1), "rss_mb_peak": round(max(peak), 1), "rss_mb_after": round(rss_after, 1),
+        "limits": {"slots": 1, "max_waiting": small.max_waiting, "max_wait_s": small.max_wait_s},
+    }
+
+
+def bench_crowd(quick: bool) -> list[dict[str, Any]]:
+    from bench.busy import busy_cpu
+
+    devices = 20 if quick else CROWD_DEVICES
+    idle = asyncio.run(_crowd(quick, devices))
+    idle["cpu"] = "idle"
+    with busy_cpu() as spinners:
+        busy = asyncio.run(_crowd(quick, devices))
+    busy["cpu"] = f"busy ({spinners} spinners)"
+    return [idle, busy]
+
+
 def run(args) -> int:
     import os
 
@@ -212,6 +317,19 @@ def run(args) -> int:
         ok = target["p99_ms"] <= 10.0 and target["errors"] == 0
         results["target_1000_streams_p99_le_10ms"] = ok
         print(f"\ntarget (1000 streams held, p99 added <= 10 ms): {'met' if ok else 'NOT met'}")
+    print(f"\nmany devices, one small model: {CROWD_DEVICES if not args.quick else 20} headsets ask the in-process "
+          "small tier at the same moment\n(admission control: 1 slot, a bounded line, a maximum wait; "
+          "refused turns hear the busy line)")
+    results["crowd"] = bench_crowd(args.quick)
+    print(f"{'cpu':<18} {'devices':>7} {'answered':>8} {'busy':>5} {'other':>5} {'lost':>4} {'wait p50':>9} "
+          f"{'wait p99':>9} {'ttft p50':>9} {'end p99':>8} {'rss MB before/peak':>19}")
+    for r in results["crowd"]:
+        o = r["outcomes"]
+        other = sum(v for k, v in o.items() if k not in ("answered", "busy", "lost"))
+        print(f"{r['cpu']:<18} {r['devices']:>7} {o.get('answered', 0):>8} {o.get('busy', 0):>5} {other:>5} "
+              f"{r['lost']:>4} {r['queue_wait_p50_ms']:>9} {r['queue_wait_p99_ms']:>9} {r['first_token_p50_ms']:>9} "
+              f"{r['turn_end_p99_ms']:>8} {r['rss_mb_before']:>9}/{r['rss_mb_peak']:<9}")
+    print("every turn ended (lost 0)" if all(r["lost"] == 0 for r in results["crowd"]) else "TURNS LOST")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

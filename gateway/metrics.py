@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 _MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
@@ -28,6 +28,12 @@ class GatewayMetrics:
         self.errors = Counter("voxlens_errors", "Errors sent to devices, by status code", ["code"], registry=r)
         self.turns = Counter("voxlens_turns", "Turns ended, by finish reason (stop, length, cancelled, error)",
                              ["finish_reason"], registry=r)
+        self.queue_depth = Gauge("voxlens_queue_depth", "Turns waiting for a generation slot", ["tier"], registry=r)
+        self.queue_wait_ms = Histogram("voxlens_queue_wait_ms", "Time a turn waited for a generation slot", ["tier"],
+                                       registry=r, buckets=_MS_BUCKETS)
+        self.busy = Counter("voxlens_busy", "Turns a tier refused (queue_full, max_wait)", ["tier", "reason"], registry=r)
+        self.outbound_dropped = Counter("voxlens_streams_not_reading", "Streams ended because the device stopped "
+                                        "reading (gateway.max_outbound_messages)", registry=r)
         self.tokens = Counter("voxlens_tokens", "Tokens by tier and direction", ["tier", "direction"], registry=r)
         self._server = None
 

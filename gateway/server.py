@@ -21,6 +21,7 @@ from gateway import messages as msg
 from gateway.auth import AuthError, Authenticator, server_credentials
 from gateway.backends import make_backend
 from gateway.backends.base import Backend
+from gateway.admission import TierQueue
 from gateway.breaker import CircuitBreaker
 from gateway.limits import DeviceLimits, LimitExceeded
 from gateway.memory import ConversationMemory
@@ -30,6 +31,7 @@ from gateway.tools.registry import Toolbox
 from gateway.turn import TurnContext, TurnRunner
 from protos import assistant_pb2 as pb
 from protos import assistant_pb2_grpc as pb_grpc
+from voxlens.config import BackendConfig
 from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,10 @@ class AssistantService(pb_grpc.AssistantServicer):
             log.info("rejected a stream from %s: %s", context.peer(), exc)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             return
-        out: asyncio.Queue = asyncio.Queue()
+        out: asyncio.Queue = asyncio.Queue(maxsize=max(1, self.cfg.max_outbound_messages))
         tasks: dict[str, asyncio.Task] = {}
-        reader = asyncio.create_task(self._read(request_iterator, context, device, out, tasks))
+        stream = _Outbound(out, asyncio.current_task(), tasks, self.cfg.send_stall_s, device, self.metrics)
+        reader = asyncio.create_task(self._read(request_iterator, context, device, stream, tasks))
         try:
             pending = None
             while True:
@@ -73,17 +76,15 @@ class AssistantService(pb_grpc.AssistantServicer):
                 if isinstance(item, _Abort):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.details)
                 if item.WhichOneof("payload") == "delta":
-                    item, pending = _coalesce(item, out)
+                    item, pending = _coalesce(item, out, self.cfg.max_message_bytes // 4)
                 yield item
         finally:
             reader.cancel()
             for task in list(tasks.values()):
                 task.cancel()
 
-    async def _read(self, requests, context, device: str, out: asyncio.Queue, tasks: dict[str, asyncio.Task]) -> None:
-        async def emit(message: pb.GatewayMessage) -> None:
-            out.put_nowait(message)
-
+    async def _read(self, requests, context, device: str, stream: "_Outbound", tasks: dict[str, asyncio.Task]) -> None:
+        emit = stream.emit
         try:
             async for request in requests:
                 kind = request.WhichOneof("payload")
@@ -95,18 +96,18 @@ class AssistantService(pb_grpc.AssistantServicer):
                     await self._admit(request.query, device, emit, tasks, context)
             if tasks:
                 await asyncio.gather(*tasks.values(), return_exceptions=True)
-            out.put_nowait(_END)
+            await stream.control(_END)
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as exc:  # the client went away or the RPC was cancelled: routine
             log.info("stream from device %s ended by the transport: %s", device, exc.code().name)
-            out.put_nowait(_END)
+            await stream.control(_END)
         except Exception as exc:  # noqa: BLE001 - one broken stream ends; other devices are unaffected
             self.metrics.errors.labels("STREAM").inc()
             log.warning("stream from device %s dropped: %s: %s (a message it sent could not be read; "
                         "the device reconnects)", device, type(exc).__name__, exc)
-            out.put_nowait(_Abort(f"could not read a DeviceMessage ({type(exc).__name__}); "
-                                  "send voxlens.v1.DeviceMessage as defined in protos/assistant.proto"))
+            await stream.control(_Abort(f"could not read a DeviceMessage ({type(exc).__name__}); "
+                                        "send voxlens.v1.DeviceMessage as defined in protos/assistant.proto"))
 
     async def _admit(self, query: pb.Query, device: str, emit, tasks: dict[str, asyncio.Task], context) -> None:
         """Start a turn, or refuse it with a typed Error (the stream and other turns go on)."""
@@ -161,15 +162,62 @@ class AssistantService(pb_grpc.AssistantServicer):
             tasks.pop(ctx.turn_id, None)
 
 
-def _coalesce(first: pb.GatewayMessage, out: asyncio.Queue) -> tuple[pb.GatewayMessage, object | None]:
-    """Merge text deltas of the same turn that are already waiting into one message.
+class _Outbound:
+    """The bounded queue of one stream's outgoing messages.
+
+    Why bounded: a device that stops reading (a hung app, a half-open link) would otherwise make the
+    gateway buffer every token of every turn it starts. When the queue is full for send_stall_s the
+    device is not reading: its turns and the stream end, which also closes their model streams."""
+
+    def __init__(self, out: asyncio.Queue, handler: asyncio.Task | None, tasks: dict[str, asyncio.Task],
+                 stall_s: float, device: str, metrics: GatewayMetrics) -> None:
+        self.out, self.handler, self.tasks = out, handler, tasks
+        self.stall_s, self.device, self.metrics = stall_s, device, metrics
+        self.dead = False
+
+    async def emit(self, message: pb.GatewayMessage) -> None:
+        if self.dead:
+            return  # the stream is ending: nobody will read this
+        try:
+            self.out.put_nowait(message)
+            return
+        except asyncio.QueueFull:
+            pass
+        try:
+            async with asyncio.timeout(self.stall_s):
+                await self.out.put(message)
+        except TimeoutError:
+            self._drop()
+            raise asyncio.CancelledError from None
+
+    async def control(self, item: object) -> None:
+        """End-of-stream markers wait for room like messages do (the writer drains, or the stream is dropped)."""
+        if not self.dead:
+            await self.out.put(item)
+
+    def _drop(self) -> None:
+        self.dead = True
+        self.metrics.outbound_dropped.inc()
+        log.warning("device %s stopped reading: %d messages waited %.1f s (gateway.max_outbound_messages, "
+                    "gateway.send_stall_s); ending its stream and its turns", self.device, self.out.qsize(), self.stall_s)
+        current = asyncio.current_task()
+        for task in list(self.tasks.values()):
+            if task is not current:  # the emitting turn ends by the CancelledError emit raises (one, not two)
+                task.cancel()
+        if self.handler is not None:
+            self.handler.cancel()
+
+
+def _coalesce(first: pb.GatewayMessage, out: asyncio.Queue, max_chars: int) -> tuple[pb.GatewayMessage, object | None]:
+    """Merge text deltas of the same turn that are already waiting into one message, up to max_chars.
 
     Why: under load the writer falls behind the models; sending what is already queued as one
-    message costs no latency and saves a gRPC write per token. Returns the merged message and
-    the next queued item that could not be merged (or None)."""
-    while not out.empty():
+    message costs no latency and saves a gRPC write per token. The cap keeps a merged message far
+    below gateway.max_message_bytes. Returns the merged message and the next queued item that could
+    not be merged (or None)."""
+    while not out.empty() and len(first.delta.text) < max_chars:
         nxt = out.get_nowait()
-        if nxt is not _END and nxt.turn_id == first.turn_id and nxt.WhichOneof("payload") == "delta":
+        if isinstance(nxt, pb.GatewayMessage) and nxt.turn_id == first.turn_id and nxt.WhichOneof("payload") == "delta":
             first.delta.text += nxt.delta.text
             continue
         return first, nxt
@@ -211,6 +259,13 @@ def _backend(cfg, name: str) -> Backend | None:
     return make_backend(cfg, name)
 
 
+def _queue(cfg, name: str, backend: Backend, metrics: GatewayMetrics) -> TierQueue:
+    """The tier's line: its configured slots, else as many turns as the backend says it generates at once."""
+    tier_cfg = getattr(cfg, name, None) or BackendConfig()
+    slots = tier_cfg.slots or backend.capabilities.concurrency
+    return TierQueue(name, slots, tier_cfg.max_waiting, tier_cfg.max_wait_s, metrics=metrics)
+
+
 async def start_gateway(cfg, tools, router, *, port: int | None = None,
                         backends: dict[str, Backend | None] | None = None, clock: Clock = monotonic) -> Gateway:
     """Start serving (GatewayConfig, ToolsConfig, RouterConfig). `backends` replaces the configured tiers (tests, bench);
@@ -228,7 +283,8 @@ async def start_gateway(cfg, tools, router, *, port: int | None = None,
     toolbox = Toolbox(tools)
     breaker = CircuitBreaker(BIG, router.breaker_failures, router.breaker_reset_s, clock=clock)
     memory = ConversationMemory(cfg.history_turns, cfg.history_ttl_s, clock=clock)
-    runner = TurnRunner(backends, breaker, toolbox, memory, metrics, router)
+    queues = {name: _queue(cfg, name, backend, metrics) for name, backend in backends.items() if backend is not None}
+    runner = TurnRunner(backends, breaker, toolbox, memory, metrics, router, queues)
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                ("grpc.max_send_message_length", cfg.max_message_bytes),
                ("grpc.so_reuseport", 0)]

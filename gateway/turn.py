@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AbstractContextManager, aclosing, nullcontext
+from contextlib import AbstractContextManager, aclosing, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from gateway import messages as msg
 from gateway import prompts
+from gateway.admission import SPOKEN_BUSY, Busy, TierQueue
 from gateway.backends.base import Backend, BackendError, Capabilities, ChatRequest, ToolCall
 from gateway.breaker import CircuitBreaker
 from gateway.memory import ConversationMemory
@@ -42,6 +43,10 @@ NONE = "none"
 
 class _Failed(Exception):
     """The tier failed before its first token: the turn may move to the other tier."""
+
+
+class _Refused(_Failed):
+    """The tier's line was full or too slow (admission control): the other tier may take the turn."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,10 @@ class TurnContext:
 
 class TurnRunner:
     def __init__(self, backends: dict[str, Backend | None], breaker: CircuitBreaker, toolbox: Toolbox,
-                 memory: ConversationMemory, metrics: GatewayMetrics, router_cfg) -> None:
+                 memory: ConversationMemory, metrics: GatewayMetrics, router_cfg,
+                 queues: dict[str, TierQueue] | None = None) -> None:
         self.backends = backends
+        self.queues = queues or {}
         self.breaker = breaker
         self.toolbox = toolbox
         self.memory = memory
@@ -223,7 +230,14 @@ class TurnRunner:
         if backend is None or not self.may_use(tier, ctx.private):
             return result.summary
         with self._permit(tier) as allowed:
-            return await self._phrase_on(ctx, tier, backend, result) if allowed else result.summary
+            if not allowed:
+                return result.summary
+            try:
+                async with self._slot(ctx, tier):
+                    return await self._phrase_on(ctx, tier, backend, result)
+            except Busy as exc:  # the facts are known: say them now rather than wait for a model to phrase them
+                log.info("%s; the template phrases the %s result", exc, result.tool)
+                return result.summary
 
     async def _phrase_on(self, ctx: TurnContext, tier: str, backend: Backend, result: ToolResult) -> str:
         ctx.tier = tier
@@ -266,6 +280,7 @@ class TurnRunner:
         order = [t for t in dict.fromkeys((tier, SMALL, BIG)) if self.may_use(t, ctx.private)]
         failover = announced = False
         last_error = ""
+        refused = 0
         for candidate in order:
             backend = self.backends[candidate]
             with self._permit(candidate) as allowed:
@@ -281,6 +296,7 @@ class TurnRunner:
                     outcome = await self._answer(ctx, candidate, backend)
                 except _Failed as exc:
                     last_error = str(exc)
+                    refused += isinstance(exc, _Refused)
                     failover = True
                     continue
                 except BackendError as exc:  # broke after output started: nothing to fail over to cleanly
@@ -289,6 +305,9 @@ class TurnRunner:
                     return await self._tool_failed(ctx, exc)
             self.memory.remember(q.conversation_id, q.text, outcome.text, private=ctx.private)
             return outcome.finish
+        if refused and refused == len(order):
+            return await self.fail(ctx, "RESOURCE_EXHAUSTED", f"every tier that may answer is busy: {last_error}; "
+                                   "add capacity or raise max_waiting / max_wait_s", SPOKEN_BUSY, True)
         if ctx.private:
             if not announced:
                 await self._announce(ctx, NONE, "", "private_no_local_tier")
@@ -321,6 +340,21 @@ class TurnRunner:
 
     async def _stream(self, ctx: TurnContext, tier: str, backend: Backend, request: ChatRequest) -> Outcome:
         """Forward deltas as they come, holding back text that may be a tool call written as JSON."""
+        try:
+            async with self._slot(ctx, tier):
+                return await self._stream_in_slot(ctx, tier, backend, request)
+        except Busy as exc:
+            log.info("%s", exc)
+            raise _Refused(str(exc)) from exc
+
+    def _slot(self, ctx: TurnContext, tier: str):
+        """A generation slot on the tier (admission control); the wait is one of the turn's timings."""
+        queue = self.queues.get(tier)
+        if queue is None:
+            return nullcontext()
+        return _timed_slot(ctx, queue)
+
+    async def _stream_in_slot(self, ctx: TurnContext, tier: str, backend: Backend, request: ChatRequest) -> Outcome:
         out = Outcome()
         held: list[str] = []
         started = ctx.timings.clock()
@@ -378,3 +412,11 @@ class TurnRunner:
         self.metrics.first_token_ms.labels(tier).observe(rec.duration_ms)
         prev = self.first_token_ms.get(tier)
         self.first_token_ms[tier] = rec.duration_ms if prev is None else 0.8 * prev + 0.2 * rec.duration_ms
+
+
+@asynccontextmanager
+async def _timed_slot(ctx: TurnContext, queue: TierQueue) -> AsyncIterator[None]:
+    start_s = ctx.timings.clock()
+    async with queue.slot():
+        ctx.timings.add(f"queue.{queue.tier}", start_s)
+        yield

@@ -6,7 +6,7 @@ vLLM sends (HTTP/1.1 chunked `text/event-stream`, `data: {chat.completion.chunk}
 chunk, `data: [DONE]`; JSON error bodies with Retry-After on 429/503) and breaks on purpose, so the
 gateway's real OpenAI client is what meets each fault.
 
-The requested `model` names the scenario:
+The requested `model` names the scenario (a user message starting "#scenario" overrides it for one turn):
   ok                 a short answer, then finish_reason and usage
   die-after-N        N tokens, then the TCP connection is cut (no terminating chunk)
   stall-before       headers, then nothing until the client hangs up
@@ -78,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         scenario = str(body.get("model", "ok"))
+        asked = next((m.get("content") or "" for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        if isinstance(asked, str) and asked.startswith("#"):  # "#stall-after-3 ..." picks the scenario per turn
+            scenario = asked.split()[0][1:]
         req = Request(scenario, body)
         self.server.requests.append(req)
         self.server.arrived.set()

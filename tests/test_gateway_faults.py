@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import grpc
 import pytest
 
 from device.client import AssistantClient
@@ -20,6 +21,7 @@ from gateway.backends.openai_backend import OpenAIBackend, retry_after_s
 from gateway.breaker import CLOSED, HALF_OPEN, OPEN
 from gateway.server import start_gateway
 from protos import assistant_pb2 as pb
+from protos import assistant_pb2_grpc as pb_grpc
 from tests.gateway_support import free_port, one_turn, query
 from tests.openai_standin import RETRY_AFTER_S, start_openai_standin
 from tests.tcp_proxy import FlakyLink
@@ -267,3 +269,34 @@ async def test_device_hears_the_notice_after_the_words_that_came(rig):
                     heard.append(event.text)
         assert "".join(heard) == "Rome is the "
         assert caught.value.spoken and caught.value.code == "UNAVAILABLE"
+
+
+# ---------------------------------------------------------------- a device that stops reading
+
+async def test_a_device_that_never_reads_is_dropped_with_bounded_memory_while_others_are_served(
+        small_backend, standin, caplog):
+    rig = await _rig(small_backend, standin, stall_s=30.0, max_outbound_messages=32, send_stall_s=0.5)
+    rig.big.max_tokens = 1_000_000
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{rig.gateway.port}")
+    try:
+        async def requests():
+            yield query("flood", "#flood tell me everything", route=BIG)
+            await asyncio.Event().wait()  # keep the stream open, never read a reply
+
+        with caplog.at_level("WARNING", logger="gateway.server"):
+            call = pb_grpc.AssistantStub(channel).Converse(requests(), timeout=60)  # noqa: F841 - never read
+            flood = await asyncio.to_thread(standin.last, "flood")
+            # the gateway stops pulling from the model once its queue for this device is full and stalled
+            assert await asyncio.to_thread(flood.finished.wait, 30)
+            polite = await one_turn(rig.gateway.port, query("polite", "What is the capital of Italy?", route=BIG))
+        assert polite.text.startswith("Rome") and not polite.errors  # another device was served meanwhile
+        sent_mb = flood.bytes_sent / 1e6
+        assert sent_mb < 64, f"the gateway kept reading {sent_mb:.0f} MB for a device that reads nothing"
+        assert rig.gateway.metrics.registry.get_sample_value("voxlens_streams_not_reading_total") == 1
+        assert any("stopped reading" in r.getMessage() for r in caplog.records)
+        print(f"never-reading device: the model stream was closed after {sent_mb:.1f} MB "
+              f"({flood.tokens_sent} chunks of 1 KB)")
+    finally:
+        await channel.close()
+        await rig.gateway.stop(0.5)
+        await rig.big.close()

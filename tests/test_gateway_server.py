@@ -115,3 +115,23 @@ async def test_cancel_mid_stream_stops_generation_at_the_backend(gateway, small_
     generated = small_backend.stats.tokens_generated
     await asyncio.sleep(0.5)
     assert small_backend.stats.tokens_generated == generated  # nothing keeps generating after the cancel
+
+
+async def test_logs_at_info_carry_no_tokens_and_no_user_words(gateway, caplog):
+    """Every kind of turn the gateway logs about: answered, refused, too long, wrong token, bad weather city."""
+    secret_words = "zebrafinch quartermaster"
+    with caplog.at_level("INFO"):
+        await one_turn(gateway.port, query("lg1", f"Say {secret_words} twice."), token=TOKENS[0])
+        await one_turn(gateway.port, query("lg2", f"{secret_words} " * 60), token=TOKENS[0])  # over max_text_chars
+        await one_turn(gateway.port, query("lg3", f"weather in {secret_words}", intent="weather",
+                                           slots={"city": secret_words}), token=TOKENS[1])
+        with pytest.raises(grpc.aio.AioRpcError):
+            await one_turn(gateway.port, query("lg4", secret_words), token="not-" + TOKENS[0])
+    logged = [r for r in caplog.records if r.levelno >= 20]
+    assert logged, "the gateway logged nothing at info: this test would prove nothing"
+    for record in logged:
+        line = record.getMessage() + (record.exc_text or "")
+        for word in secret_words.split():
+            assert word not in line, f"user words logged at {record.levelname}: {line}"
+        for token in TOKENS:
+            assert token not in line, f"a device token logged at {record.levelname}: {line}"

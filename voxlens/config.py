@@ -126,6 +126,9 @@ class BackendConfig:
     connect_timeout_s: float = 2.0
     local: bool = False    # openai: the server runs on your own machine or LAN, so it may see private turns (llama_cpp: always)
     threads: int = 0       # llama_cpp: 0 = half the cores (OpenMP spins; two busy pools on 2 cores ran 10x slower)
+    slots: int = 0         # turns generating at once; 0 = what the kind serves (llama_cpp in process: 1, openai: 64)
+    max_waiting: int = 16  # turns that may wait for a slot; beyond: "I'm busy" (RESOURCE_EXHAUSTED) or the other tier
+    max_wait_s: float = 4.0  # longest a turn waits for a slot before it is refused the same way
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,8 @@ class GatewayConfig:
     rate_per_minute: int = 60        # per device, token bucket; 0: no rate limit
     rate_burst: int = 10             # turns a device may send back to back before the rate applies
     turn_deadline_s: float = 30.0
+    max_outbound_messages: int = 256  # per stream, waiting to be sent; a device that stops reading is dropped
+    send_stall_s: float = 10.0       # how long a full outbound queue may wait for the device before the stream ends
     history_turns: int = 8
     history_ttl_s: float = 600.0
     small: BackendConfig = field(default_factory=BackendConfig)

@@ -27,6 +27,7 @@ class Capabilities:
     context_tokens: int = 2048
     local: bool = True              # runs beside the gateway (no network hop, private)
     languages: tuple[str, ...] = ("en",)
+    concurrency: int = 64           # turns it generates at once (an in-process model: 1); admission control reads it
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ class LlamaCppBackend:
         self._cfg = cfg
         self.path = resolve_gguf(cfg.model) if llm is None else None
         self.model = self.path.stem if self.path else "llama.cpp"
-        self.capabilities = Capabilities(tool_calls=False, context_tokens=cfg.context_tokens, local=True)
+        self.capabilities = Capabilities(tool_calls=False, context_tokens=cfg.context_tokens, local=True,
+                                         concurrency=1)
         self.stats = GenerationStats()
         self._llm = llm
         self._load_lock = threading.Lock()
