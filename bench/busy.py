@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -27,6 +28,7 @@ def busy_cpu(spinners: int | None = None) -> Iterator[int]:
     procs = [ctx.Process(target=_spin, args=(stop,), daemon=True) for _ in range(n)]
     for p in procs:
         p.start()
+    time.sleep(0.5)  # spawned interpreters take a moment before they spin
     try:
         yield n
     finally:

@@ -21,9 +21,7 @@ costs are measured idle and with both cores busy.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,29 +31,8 @@ RATE_HZ = 16000
 PHRASES = {"hey chatterbox": "hey_chatterbox", "jarvis": "jarvis", "smart mirror": "smart_mirror", "alexa": "alexa"}
 ORDINARY = ("librispeech", "phone_speech")
 WORDS = ("speech_commands_words", "words_en")
-SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+SWEEP = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 NOISE_MINUTES = 10.0
-
-
-def _spin() -> None:
-    x = 0
-    while True:
-        x = (x * 31 + 7) % 1000003
-
-
-@contextmanager
-def busy_cpu(workers: int):
-    """`workers` pure-Python spinners on other processes: a device that is doing something else."""
-    procs = [mp.Process(target=_spin, daemon=True) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        time.sleep(0.3)
-        yield
-    finally:
-        for p in procs:
-            p.terminate()
-            p.join()
 
 
 def noise_clips(minutes: float = NOISE_MINUTES, seed: int = 4242) -> list[np.ndarray]:
@@ -95,7 +72,8 @@ def _pool(rows: list[list[dict]], hours: list[float], n_pos: int) -> list[dict]:
     return out
 
 
-def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similarity: float, folds=(0, 1)) -> dict:
+def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similarity: float, folds=(0, 1),
+                 window_s: float = 3.0) -> dict:
     from device.wakeword.corpus import SHARED_EVAL, read_negative_files
     from device.wakeword.eval import evaluate, wav_files
     from device.wakeword.verifier import HeadVerifier, SttVerifier
@@ -117,7 +95,7 @@ def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similar
             head = train_fold(phrase, fold, minutes)
             verifier = None
             if kind == "stt":
-                verifier = SttVerifier(stt, phrase, min_similarity)
+                verifier = SttVerifier(stt, phrase, min_similarity, window_s)
             elif kind == "head":
                 verifier = HeadVerifier(head.with_name(head.stem + ".verifier.onnx"))
             ordinary, words = unseen[fold]
@@ -147,15 +125,16 @@ def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similar
             "verifiers": per_verifier}
 
 
-def measure_costs(head: Path, stt, phrase: str, min_similarity: float) -> dict:
+def measure_costs(head: Path, stt, phrase: str, min_similarity: float, window_s: float = 3.0) -> dict:
     """Detector ms per 80 ms frame (streaming) and STT-verifier ms per fire, idle and with both cores busy."""
+    from bench.busy import busy_cpu
     from device.wakeword import WakeWordDetector
     from device.wakeword.corpus import SHARED_EVAL, read_negative_files
     from device.wakeword.verifier import SttVerifier
 
     speech = np.concatenate([a for _, a in read_negative_files([SHARED_EVAL / "speech"]).clips])[: 20 * RATE_HZ]
     det = WakeWordDetector([str(head)], threshold=0.5)
-    ver = SttVerifier(stt, phrase, min_similarity)
+    ver = SttVerifier(stt, phrase, min_similarity, window_s)
 
     def once() -> dict:
         det.reset()
@@ -214,20 +193,20 @@ def bench_cli(args) -> int:
     phrases = ["hey chatterbox"] if args.quick else list(PHRASES)
     folds = (0,) if args.quick else (0, 1)
     stt = SpeechToText(cfg.models.stt, cfg.stt)
-    th, sim = cfg.wakeword.threshold, cfg.wakeword.verifier_min_similarity
+    th, sim, win = cfg.wakeword.threshold, cfg.wakeword.verifier_min_similarity, cfg.wakeword.verifier_window_s
     results = []
     for phrase in phrases:
-        res = bench_phrase(phrase, minutes, th, stt, sim, folds)
+        res = bench_phrase(phrase, minutes, th, stt, sim, folds, win)
         results.append(res)
         _print_phrase(res)
-    costs = measure_costs(train_fold(phrases[0], 0, minutes), stt, phrases[0], sim)
+    costs = measure_costs(train_fold(phrases[0], 0, minutes), stt, phrases[0], sim, win)
     print(f"\ncost: {costs}")
     OUT.mkdir(parents=True, exist_ok=True)
     png = OUT / "wakeword_det.png"
     plot_det(results, png)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threshold": th, "verifier_min_similarity": sim, "phrases": results, "costs": costs}, indent=1))
+    out.write_text(json.dumps({"threshold": th, "verifier_min_similarity": sim, "verifier_window_s": win, "phrases": results, "costs": costs}, indent=1))
     print(f"wrote {out} and {png}")
     return 0
 

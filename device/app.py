@@ -57,7 +57,7 @@ def load_verifiers(cfg: Config, wake: WakeWordDetector, stt: SpeechToText) -> di
     out = {}
     for head in wake.heads:
         v = load_verifier(cfg.wakeword.verifier, head, lambda: stt, min_similarity=cfg.wakeword.verifier_min_similarity,
-                          head_threshold=cfg.wakeword.verifier_threshold)
+                          head_threshold=cfg.wakeword.verifier_threshold, window_s=cfg.wakeword.verifier_window_s)
         if v is not None:
             out[head.name] = v
     return out

@@ -17,6 +17,16 @@ def pytest_report_header(config) -> str:
     return f"fuzz: profile {profile}, seed {FUZZ_SEED} (rerun with VOXLENS_FUZZ_SEED={FUZZ_SEED})"
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The gateway fuzz target's counts (issue 12 asks for them printed): cases, turns lost, hangs."""
+    import sys
+
+    fuzz = sys.modules.get("tests.test_fuzz")
+    stats = getattr(fuzz, "STATS", None)
+    if stats and stats["cases"]:
+        terminalreporter.write_line("gateway fuzz: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items()))
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT

@@ -12,6 +12,7 @@ import os
 import struct
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -179,9 +180,27 @@ def _converse(raw, messages: list[bytes]) -> list[pb.GatewayMessage]:
     try:
         return list(raw(iter(messages), timeout=20))
     except grpc.RpcError as exc:  # a refused stream is an answer; a hang is DEADLINE_EXCEEDED and fails
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            STATS["hangs"] += 1
         assert exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED, "the gateway hung on this stream"
         assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), exc
         return []
+
+
+STATS = {"cases": 0, "streams_read_whole": 0, "turns_sent": 0, "turns_ended": 0, "turns_lost": 0, "hangs": 0}
+
+
+def _turns_sent(messages: list[bytes]) -> Counter | None:
+    """Queries per turn id, or None when a message cannot be decoded (the stream is then refused whole)."""
+    sent: Counter = Counter()
+    for data in messages:
+        try:
+            message = pb.DeviceMessage.FromString(data)
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends: the gateway refuses the stream
+            return None
+        if message.WhichOneof("payload") == "query":
+            sent[message.query.turn_id] += 1
+    return sent
 
 
 @seed(SEED)
@@ -189,7 +208,17 @@ def _converse(raw, messages: list[bytes]) -> list[pb.GatewayMessage]:
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 def test_gateway_survives_any_device_messages_and_keeps_serving(fuzz_gateway, messages: list[bytes]) -> None:
     gw, raw = fuzz_gateway
-    _converse(raw, messages)
+    STATS["cases"] += 1
+    replies = _converse(raw, messages)
+    sent = _turns_sent(messages)
+    if sent is not None:  # every query the gateway read ends in a TurnEnd or an Error of its own turn id
+        STATS["streams_read_whole"] += 1
+        ended = Counter(m.turn_id for m in replies if m.WhichOneof("payload") in ("end", "error"))
+        lost = {t: n - ended[t] for t, n in sent.items() if ended[t] < n}
+        STATS["turns_sent"] += sum(sent.values())
+        STATS["turns_ended"] += sum(min(n, ended[t]) for t, n in sent.items())
+        STATS["turns_lost"] += sum(lost.values())
+        assert not lost, f"turns with no TurnEnd or Error: {lost}; replies: {replies}"
     good = _converse(raw, [_query("ok", "What is 6 times 7?", "", "", 0, "UTC").SerializeToString()])
     assert any(m.WhichOneof("payload") == "delta" and "42" in m.delta.text for m in good), good
     assert good[-1].WhichOneof("payload") == "end"

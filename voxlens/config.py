@@ -80,6 +80,7 @@ class WakewordConfig:
     refractory_s: float = 2.0
     verifier: str = "stt"    # confirm each fire before waking: stt (Whisper + phoneme match), head (<head>.verifier.onnx), none
     verifier_min_similarity: float = 0.6   # stt: share of the phrase's phonemes the transcript must hold
+    verifier_window_s: float = 3.0         # stt: seconds of audio before the fire it transcribes (2 s cut slow speakers)
     verifier_threshold: float = 0.5        # head: the second head's score to accept
 
 
