@@ -9,13 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from protos import assistant_pb2 as pb
-
-_TIERS = {pb.TIER_UNSPECIFIED: "unspecified", pb.TIER_SMALL: "small", pb.TIER_BIG: "big", pb.TIER_NONE: "none"}
-_PHASES = {pb.ToolEvent.PHASE_UNSPECIFIED: "unspecified", pb.ToolEvent.PHASE_STARTED: "started",
-           pb.ToolEvent.PHASE_FINISHED: "finished", pb.ToolEvent.PHASE_FAILED: "failed"}
-_FINISH = {pb.TurnEnd.FINISH_REASON_UNSPECIFIED: "unspecified", pb.TurnEnd.FINISH_REASON_STOP: "stop",
-           pb.TurnEnd.FINISH_REASON_LENGTH: "length", pb.TurnEnd.FINISH_REASON_CANCELLED: "cancelled",
-           pb.TurnEnd.FINISH_REASON_ERROR: "error"}
+from protos.enums import FINISH_NAMES, PHASE_NAMES, TIER_NAMES, name
 
 OFFLINE_SPOKEN = "I can't reach the assistant right now. Device commands still work."
 TIMEOUT_SPOKEN = "The assistant is taking too long. Please try again."
@@ -102,15 +96,15 @@ def event_from_proto(msg: pb.GatewayMessage, at_s: float) -> GatewayEvent:
     kind = msg.WhichOneof("payload")
     if kind == "route":
         r = msg.route
-        return RouteEvent(msg.turn_id, _TIERS.get(r.tier, "unspecified"), r.model, r.reason, r.failover, at_s)
+        return RouteEvent(msg.turn_id, name(TIER_NAMES, r.tier), r.model, r.reason, r.failover, at_s)
     if kind == "tool":
         t = msg.tool
-        return ToolEvent(msg.turn_id, t.tool, _PHASES.get(t.phase, "unspecified"), t.status, at_s)
+        return ToolEvent(msg.turn_id, t.tool, name(PHASE_NAMES, t.phase), t.status, at_s)
     if kind == "delta":
         return TextEvent(msg.turn_id, msg.delta.text, at_s)
     if kind == "end":
         e = msg.end
-        return TurnEndEvent(msg.turn_id, _FINISH.get(e.finish_reason, "unspecified"), e.tokens_in, e.tokens_out,
+        return TurnEndEvent(msg.turn_id, name(FINISH_NAMES, e.finish_reason), e.tokens_in, e.tokens_out,
                             at_s, {t.stage: t.duration_ms for t in e.timings})
     if kind == "error":
         err = msg.error

@@ -22,6 +22,7 @@ from hassil.recognize import RecognizeResult, recognize_best
 from hassil.sample import sample_intents
 
 from protos import assistant_pb2 as pb
+from protos.enums import PREFERENCES
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,7 @@ class Grammar:
 
     def _with_preference(self, result: RecognizeResult, text: str) -> Understanding:
         """'ask the big model X' -> X with preference BIG; X may still be a typed gateway intent."""
-        preference = {"big": pb.ROUTE_PREFERENCE_BIG, "small": pb.ROUTE_PREFERENCE_SMALL}[
-            _metadata(result)["preference"]]
+        preference = PREFERENCES[_metadata(result)["preference"]]
         query_entity = result.entities.get("query")
         rest = clean_transcript(str(query_entity.text if query_entity else "")).strip(" ,")
         if not rest:

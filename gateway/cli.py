@@ -60,10 +60,10 @@ async def _ask(text: str, target: str, token: str, device, route: str, as_json: 
     from protos import assistant_pb2 as pb
     from protos import assistant_pb2_grpc as pb_grpc
 
-    prefs = {"auto": pb.ROUTE_PREFERENCE_AUTO, "small": pb.ROUTE_PREFERENCE_SMALL, "big": pb.ROUTE_PREFERENCE_BIG}
+    from protos.enums import PREFERENCES
     from device.client import device_context  # the one DeviceContext builder: `ask` says what the device says
 
-    context = device_context(device, route_preference=prefs[route])
+    context = device_context(device, route_preference=PREFERENCES[route])
     query = pb.Query(turn_id=uuid.uuid4().hex[:12], conversation_id="cli", text=text, language=device.language,
                      context=context)
     if device.tls_ca:

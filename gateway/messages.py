@@ -4,13 +4,7 @@ from __future__ import annotations
 from protos import assistant_pb2 as pb
 from voxlens.timing import Timings
 
-TIERS = {"small": pb.TIER_SMALL, "big": pb.TIER_BIG, "none": pb.TIER_NONE}
-PREFERENCES = {pb.ROUTE_PREFERENCE_AUTO: "auto", pb.ROUTE_PREFERENCE_SMALL: "small", pb.ROUTE_PREFERENCE_BIG: "big"}
-FINISH = {"stop": pb.TurnEnd.FINISH_REASON_STOP, "length": pb.TurnEnd.FINISH_REASON_LENGTH,
-          "cancelled": pb.TurnEnd.FINISH_REASON_CANCELLED, "error": pb.TurnEnd.FINISH_REASON_ERROR,
-          "tool_calls": pb.TurnEnd.FINISH_REASON_STOP}
-PHASES = {"started": pb.ToolEvent.PHASE_STARTED, "finished": pb.ToolEvent.PHASE_FINISHED,
-          "failed": pb.ToolEvent.PHASE_FAILED}
+from protos.enums import FINISH, PHASES, TIERS
 
 
 def route(turn_id: str, tier: str, model: str, reason: str, failover: bool = False) -> pb.GatewayMessage:

@@ -26,6 +26,7 @@ from gateway.tools.parse import is_json_like, looks_like_tool_call, parse_tool_c
 from gateway.tools.registry import STATUS, Toolbox
 from gateway.tools.weather import Place
 from protos import assistant_pb2 as pb
+from protos.enums import PREFERENCE_NAMES
 from voxlens.timing import Timings
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class TurnRunner:
         small, big = self.backends.get(SMALL), self.backends.get(BIG)
         private = is_private(query.text, self.router_cfg)
         inp = RouteInput(
-            text=query.text, preference=msg.PREFERENCES.get(query.context.route_preference, "auto"),
+            text=query.text, preference=PREFERENCE_NAMES.get(query.context.route_preference, "auto"),
             intent=direct[0] if direct else (query.intent.name if query.HasField("intent") else ""),
             big_available=self._big_available() and self.may_use(BIG, private),
             small_caps=small.capabilities if small else Capabilities(streaming=False),

@@ -7,8 +7,8 @@ from bench.llama_server import free_port
 from gateway.backends.base import BackendError, ChatRequest
 from gateway.backends.llama_cpp_backend import LlamaCppBackend
 from gateway.backends.openai_backend import OpenAIBackend
-from gateway.backends.retry import retry_connect
 from voxlens.config import BackendConfig
+from voxlens.retry import Backoff, retry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -46,7 +46,9 @@ async def test_retry_only_on_connection_errors():
             raise ConnectionError("refused")
         return "ok"
 
-    assert await retry_connect(flaky, lambda e: isinstance(e, ConnectionError), retries=2, backoff_s=0.001) == "ok"
+    fast = Backoff(initial_s=0.001)
+    connection = dict(retry_on=(Exception,), retry_if=lambda e: isinstance(e, ConnectionError), backoff=fast)
+    assert await retry(flaky, attempts=3, **connection) == "ok"
     assert len(calls) == 3
 
     async def bad_request():
@@ -55,7 +57,7 @@ async def test_retry_only_on_connection_errors():
 
     calls.clear()
     with pytest.raises(ValueError):
-        await retry_connect(bad_request, lambda e: isinstance(e, ConnectionError), retries=5, backoff_s=0.001)
+        await retry(bad_request, attempts=6, **connection)
     assert len(calls) == 1
 
 

@@ -35,11 +35,14 @@ class Backoff:
 
 async def retry(fn: Callable[[], Awaitable[T]], *, backoff: Backoff = Backoff(), attempts: int = 3,
                 retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError),
+                retry_if: Callable[[BaseException], bool] | None = None,
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                rand: Callable[[], float] = random.random) -> T:
+                rand: Callable[[], float] = random.random, what: str = "") -> T:
     """Call fn until it succeeds, at most `attempts` times, sleeping with backoff between tries.
 
-    Only exceptions in retry_on are retried; the last one is re-raised unchanged.
+    Only exceptions in retry_on (and, when given, for which retry_if is true) are retried; the last one
+    is re-raised unchanged. A model backend retries connection errors only, never after output started:
+    repeating a bad request only repeats the failure, and repeating a started answer generates twice.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
@@ -47,9 +50,10 @@ async def retry(fn: Callable[[], Awaitable[T]], *, backoff: Backoff = Backoff(),
         try:
             return await fn()
         except retry_on as exc:
-            if attempt == attempts - 1:
+            if attempt == attempts - 1 or (retry_if is not None and not retry_if(exc)):
                 raise
             delay = backoff.delay_s(attempt, rand)
-            log.info("retrying after %s (%.2f s, attempt %d of %d)", type(exc).__name__, delay, attempt + 2, attempts)
+            log.info("%sretrying after %s (%.2f s, attempt %d of %d)", f"{what}: " if what else "",
+                     type(exc).__name__, delay, attempt + 2, attempts)
             await sleep(delay)
     raise AssertionError("unreachable")

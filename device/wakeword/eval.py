@@ -97,9 +97,17 @@ class _Fires:
     """Fires of one head over a set of clips, with the verifier's verdict on each (asked once per fire)."""
 
     def __init__(self, clips: list[np.ndarray], embs: list[np.ndarray], scores: list[np.ndarray], silence: np.ndarray,
-                 verify: Callable | None) -> None:
+                 verify: Callable | None, second_look_frames: int = 0) -> None:
         self.clips, self.embs, self.scores, self.silence, self.verify = clips, embs, scores, silence, verify
+        self.second_look_frames = second_look_frames
         self._verdicts: dict[tuple[int, int], object] = {}
+
+    def accepted(self, c: int, frame: int, threshold: float) -> bool:
+        """The verifier's decision on a fire, with the device's second look when the first says no."""
+        if self.verdict(c, frame).accepted:
+            return True
+        again = second_look_frame(self.scores[c], frame, threshold, self.second_look_frames)
+        return again is not None and self.verdict(c, again).accepted
 
     def verdict(self, c: int, frame: int):
         key = (c, frame)
@@ -115,7 +123,7 @@ class _Fires:
         for c, s in enumerate(self.scores):
             fires = count_triggers(s, trigger)
             if verified and self.verify is not None:
-                fires = [f for f in fires if self.verdict(c, f).accepted]
+                fires = [f for f in fires if self.accepted(c, f, trigger.threshold)]
             total += len(fires)
             if fires:
                 hit.append(c)
@@ -125,9 +133,25 @@ class _Fires:
         return list(self._verdicts.values())
 
 
+def second_look_frame(scores: np.ndarray, fire: int, threshold: float, max_frames: int) -> int | None:
+    """Where a rejected fire is verified again: the frame the first stage's score falls below its threshold
+    (the phrase has ended), at most `max_frames` after the fire; None when there is no later frame to look at.
+
+    Why: the first stage crosses its threshold before a slow speaker has finished the phrase, so the
+    verifier hears "jar-" instead of "jarvis" and says no; shared with the live listener."""
+    if max_frames <= 0:
+        return None
+    last = min(len(scores) - 1, fire + max_frames)
+    for frame in range(fire + 1, last + 1):
+        if scores[frame] < threshold:
+            return frame
+    return last if last > fire else None
+
+
 def evaluate(model: str | Path, positives: list[Path], negatives: list[np.ndarray] | np.ndarray, threshold: float = 0.5,
              patience_frames: int = 1, refractory_s: float = 2.0, fe: FrontEnd | None = None,
-             verifier=None, thresholds: tuple[float, ...] = THRESHOLDS, cache=None) -> EvalResult:
+             verifier=None, thresholds: tuple[float, ...] = THRESHOLDS, cache=None,
+             second_look_s: float = 0.0) -> EvalResult:
     """Score `model` (and `verifier`, when given) on positive files and negative clips (one stream each)."""
     fe = fe or FrontEnd()
     cache = cache or EmbeddingCache(fe)
@@ -143,8 +167,9 @@ def evaluate(model: str | Path, positives: list[Path], negatives: list[np.ndarra
     pos_scores = [clip_scores(head, e, silence) for e in pos_emb]
     neg_scores = [clip_scores(head, e, silence) for e in neg_emb]
     verify = verifier.verify if verifier is not None else None
-    pos = _Fires(pos_audio, pos_emb, pos_scores, silence, verify)
-    neg = _Fires(list(negatives), neg_emb, neg_scores, silence, verify)
+    look = int(round(second_look_s * SAMPLE_RATE_HZ / FRAME_SAMPLES))
+    pos = _Fires(pos_audio, pos_emb, pos_scores, silence, verify, look)
+    neg = _Fires(list(negatives), neg_emb, neg_scores, silence, verify, look)
     hours = sum(len(a) for a in negatives) / SAMPLE_RATE_HZ / 3600.0
     n_pos = max(1, len(positives))
 
@@ -183,5 +208,5 @@ def evaluate(model: str | Path, positives: list[Path], negatives: list[np.ndarra
         result.negative_verifier_top = top
         trig = Trigger(threshold, patience_frames, refractory)
         result.false_accept_texts = [neg.verdict(c, f).text for c, s in enumerate(neg_scores)
-                                     for f in count_triggers(s, trig) if neg.verdict(c, f).accepted][:50]
+                                     for f in count_triggers(s, trig) if neg.accepted(c, f, threshold)][:50]
     return result

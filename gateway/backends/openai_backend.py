@@ -20,7 +20,7 @@ import httpx
 import openai
 
 from gateway.backends.base import BackendError, Capabilities, ChatRequest, Chunk, ToolCall
-from gateway.backends.retry import retry_connect
+from voxlens.retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class OpenAIBackend:
         self.capabilities = Capabilities(tool_calls=True, context_tokens=cfg.context_tokens, local=cfg.local)
         self._cfg = cfg
         self._retries = retries
-        self._backoff_s = backoff_s
+        self._backoff = Backoff(initial_s=backoff_s, max_s=max(backoff_s, 2.0))
         api_key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
@@ -81,9 +81,9 @@ class OpenAIBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         try:
-            stream = await retry_connect(
-                lambda: self._open_with_fallback(request), _is_connection_error,
-                retries=self._retries, backoff_s=self._backoff_s, what=f"{self.tier_name} tier",
+            stream = await retry(
+                lambda: self._open_with_fallback(request), retry_on=(Exception,), retry_if=_is_connection_error,
+                attempts=self._retries + 1, backoff=self._backoff, what=f"{self.tier_name} tier",
             )
         except openai.APITimeoutError as exc:
             raise BackendError(
