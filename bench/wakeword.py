@@ -73,7 +73,7 @@ def _pool(rows: list[list[dict]], hours: list[float], n_pos: int) -> list[dict]:
 
 
 def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similarity: float, folds=(0, 1),
-                 window_s: float = 3.0) -> dict:
+                 window_s: float = 3.0, second_look_s: float = 0.4) -> dict:
     from device.wakeword.corpus import SHARED_EVAL, read_negative_files
     from device.wakeword.eval import evaluate, wav_files
     from device.wakeword.verifier import HeadVerifier, SttVerifier
@@ -99,9 +99,10 @@ def bench_phrase(phrase: str, minutes: float, threshold: float, stt, min_similar
             elif kind == "head":
                 verifier = HeadVerifier(head.with_name(head.stem + ".verifier.onnx"))
             ordinary, words = unseen[fold]
-            r = evaluate(head, positives, ordinary, threshold, verifier=verifier, thresholds=SWEEP, fe=fe, cache=cache)
-            rw = evaluate(head, [], words, threshold, verifier=verifier, thresholds=(), fe=fe, cache=cache)
-            rn = evaluate(head, [], noise, threshold, verifier=verifier, thresholds=(), fe=fe, cache=cache)
+            look = dict(fe=fe, cache=cache, second_look_s=second_look_s)
+            r = evaluate(head, positives, ordinary, threshold, verifier=verifier, thresholds=SWEEP, **look)
+            rw = evaluate(head, [], words, threshold, verifier=verifier, thresholds=(), **look)
+            rn = evaluate(head, [], noise, threshold, verifier=verifier, thresholds=(), **look)
             sweeps.append(r.sweep)
             hours.append(r.negative_hours)
             frr_at.append(r.frr)
@@ -193,10 +194,12 @@ def bench_cli(args) -> int:
     phrases = ["hey chatterbox"] if args.quick else list(PHRASES)
     folds = (0,) if args.quick else (0, 1)
     stt = SpeechToText(cfg.models.stt, cfg.stt)
-    th, sim, win = cfg.wakeword.threshold, cfg.wakeword.verifier_min_similarity, cfg.wakeword.verifier_window_s
+    ww = cfg.wakeword
+    th, sim, win, look = ww.threshold, ww.verifier_min_similarity, ww.verifier_window_s, ww.second_look_s
+    print(f"device defaults: threshold {th}, STT verifier (min similarity {sim}, {win} s window, second look {look} s)")
     results = []
     for phrase in phrases:
-        res = bench_phrase(phrase, minutes, th, stt, sim, folds, win)
+        res = bench_phrase(phrase, minutes, th, stt, sim, folds, win, look)
         results.append(res)
         _print_phrase(res)
     costs = measure_costs(train_fold(phrases[0], 0, minutes), stt, phrases[0], sim, win)
@@ -206,7 +209,8 @@ def bench_cli(args) -> int:
     plot_det(results, png)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threshold": th, "verifier_min_similarity": sim, "verifier_window_s": win, "phrases": results, "costs": costs}, indent=1))
+    out.write_text(json.dumps({"threshold": th, "verifier_min_similarity": sim, "verifier_window_s": win,
+                               "second_look_s": look, "phrases": results, "costs": costs}, indent=1))
     print(f"wrote {out} and {png}")
     return 0
 

@@ -88,7 +88,7 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
                         speaker=speaker, client=client, emit=emit,
                         barge_in_on_speech=cfg.device.barge_in_on_speech)
     loop = AudioLoop(engine, wake=models.wake, endpointer=Endpointer(cfg.vad, models.vad), stt=models.stt, emit=emit,
-                     verifiers=models.verifiers)
+                     verifiers=models.verifiers, second_look_s=cfg.wakeword.second_look_s)
     async with client:
         try:
             await loop.run(source)

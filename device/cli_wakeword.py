@@ -109,7 +109,8 @@ def _eval(args: argparse.Namespace) -> int:
         args.verifier = args.verifier or ww.verifier
         threshold = ww.threshold if args.threshold is None else args.threshold
         verifier = _eval_verifier(args) if args.verifier != "none" else None
-        result = evaluate(args.model, wav_files(args.positives), clips, threshold, args.patience, verifier=verifier)
+        result = evaluate(args.model, wav_files(args.positives), clips, threshold, args.patience, verifier=verifier,
+                          second_look_s=ww.second_look_s)
     except (WakeWordError, FileNotFoundError) as exc:
         print(f"voxlens wakeword eval: {exc}", file=sys.stderr)
         return 2
@@ -145,7 +146,8 @@ def _eval_verifier(args: argparse.Namespace):
     from device.stt import SpeechToText
 
     try:
-        return SttVerifier(SpeechToText(cfg.models.stt, cfg.stt), args.phrase or head.phrase, cfg.wakeword.verifier_min_similarity)
+        return SttVerifier(SpeechToText(cfg.models.stt, cfg.stt), args.phrase or head.phrase,
+                           cfg.wakeword.verifier_min_similarity, cfg.wakeword.verifier_window_s)
     except WakeWordError:
         raise
     except Exception as exc:

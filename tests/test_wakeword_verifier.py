@@ -137,7 +137,8 @@ async def test_device_wakes_only_when_the_verifier_confirms(stt, tts, silero, sh
     speech_end_s, phrase_start_s = len(speech) / RATE, (len(speech) + 3 * RATE) / RATE
     assert len([e for e in rejected if e["at_s"] <= speech_end_s]) >= 10, rejected   # every fire on the sentence
     assert woke, [(e["at_s"], e["verifier"]["text"]) for e in rejected]
-    assert all(phrase_start_s < e["at_s"] <= phrase_start_s + len(phrase) / RATE + 2.0 for e in woke), woke
+    assert all(phrase_start_s < e["at_s"] <= phrase_start_s + len(phrase) / RATE + 2.0 for e in woke), [
+        (e["at_s"], e["second_look"], e["verifier"]["text"], phrase_start_s, len(phrase) / RATE) for e in woke]
     assert all(e["verifier"]["accepted"] and e["verifier"]["score"] >= 0.6 for e in woke)
 
 
@@ -167,3 +168,64 @@ def test_eval_cli_scores_both_stages_on_real_audio_and_skips_bad_files(tmp_path:
     assert main(["wakeword", "eval", "--model", str(head), "--positives", str(pos),
                  "--negatives", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_second_look_frame_is_where_the_score_falls_within_the_limit() -> None:
+    from device.wakeword.eval import second_look_frame
+
+    scores = np.array([0.0, 0.6, 0.9, 0.8, 0.2, 0.1, 0.9, 0.9, 0.9])
+    assert second_look_frame(scores, 1, 0.5, 5) == 4        # the phrase ended at frame 4
+    assert second_look_frame(scores, 6, 0.5, 5) == 8        # still high at the end of the clip: look at the last frame
+    assert second_look_frame(scores, 1, 0.5, 2) == 3        # the limit comes first
+    assert second_look_frame(scores, 1, 0.5, 0) is None     # off
+    assert second_look_frame(scores, 8, 0.5, 5) is None     # nothing after the fire
+
+
+async def test_a_fire_rejected_too_early_wakes_on_the_second_look(stt, tts, silero, shared_eval: Path,
+                                                                  tmp_path: Path) -> None:
+    """A first stage that fires before a real speaker has said the phrase: the verifier hears silence and
+    says no; looking again once the phrase is over, it hears the phrase and the device wakes. Without the
+    second look the same audio never wakes it."""
+    from device.app import DeviceModels, run_device
+    from device.audio import MemorySink
+    from tests.test_wakeword import _constant_head
+    from voxlens.config import Config, DeviceConfig, WakewordConfig
+
+    always = _constant_head(tmp_path / "hey_chatterbox.onnx", 1.0)
+    phrase = read_wav_16k(wav_files(shared_eval / "wakeword" / "hey_chatterbox")[0])
+    audio = np.concatenate([np.zeros(RATE // 4, np.int16), phrase, np.zeros(RATE, np.int16)])
+    look_s = round(len(phrase) / RATE + 0.5, 2)
+
+    async def run(second_look_s: float) -> list[dict]:
+        cfg = Config(device=DeviceConfig(gateway="127.0.0.1:9", listen_timeout_s=0.5),
+                     wakeword=WakewordConfig(second_look_s=second_look_s))
+        wake = WakeWordDetector([always], threshold=0.5, refractory_s=30.0)   # one fire, at the first frame
+        models = DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake,
+                              verifiers={"hey_chatterbox": SttVerifier(stt, "hey chatterbox")})
+        events: list[dict] = []
+
+        async def frames():
+            for i in range(0, len(audio) - 1279, 1280):
+                yield audio[i:i + 1280]
+
+        await run_device(cfg, models, frames(), MemorySink(), emit=events.append, linger_s=1.0)
+        return [e for e in events if e["event"] in ("wake", "wake_rejected")]
+
+    without = await run(0.0)
+    assert [(e["event"], e["second_look"]) for e in without] == [("wake_rejected", False)]
+    looked = await run(look_s)
+    assert [(e["event"], e["second_look"]) for e in looked] == [("wake_rejected", False), ("wake", True)], looked
+    assert looked[1]["verifier"]["accepted"] and looked[1]["at_s"] >= len(phrase) / RATE
+
+
+def test_the_stt_verifier_refuses_audio_gone_quiet_before_the_fire(shared_eval: Path) -> None:
+    """Whisper prompted with the phrase writes the phrase back on silence: the quiet tail is refused first."""
+    from device.wakeword.verifier import sounding_at_the_end
+
+    phrase = read_wav_16k(wav_files(shared_eval / "wakeword" / "hey_chatterbox")[0])
+    quiet = np.zeros(2 * RATE, np.int16)
+    assert sounding_at_the_end(np.concatenate([quiet, phrase]))            # the phrase ends at the fire
+    assert not sounding_at_the_end(np.concatenate([phrase, quiet]))        # 2 s of silence before the fire
+    assert not sounding_at_the_end(quiet)
+    noise = np.random.default_rng(0).normal(0, 300, 3 * RATE).astype(np.int16)
+    assert sounding_at_the_end(noise)  # steady noise is sound: the transcript decides

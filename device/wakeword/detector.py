@@ -194,6 +194,11 @@ class WakeWordDetector:
                 logger.info("wake word %s at %.2f s (score %.3f)", s.head.name, self.samples_seen / SAMPLE_RATE_HZ, score)
         return found
 
+    def forget_audio(self) -> None:
+        """Drop the audio kept for the verifier (after a wake), so the next fire is never confirmed by the
+        phrase that already woke the device (its 3 s window outlasts the 2 s refractory time)."""
+        self._history.clear()
+
     def recent_audio(self) -> np.ndarray:
         """The last HISTORY_S of audio, zero-padded at the start after a reset (the stream began in silence)."""
         have = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 KINDS = ("stt", "head", "none")
 STT_WINDOW_S = 3.0       # the last 3 s before the fire: 2 s cut the start of slow speakers' phrases (README)
 DEFAULT_MIN_SIMILARITY = 0.6
+TAIL_S = 1.5             # the phrase must still be sounding this close to the fire
+TAIL_DROP_DB = 25.0      # ... no quieter than this below the loudest part of the window
 DEFAULT_HEAD_THRESHOLD = 0.5
 
 
@@ -78,6 +80,8 @@ class SttVerifier:
 
     def score(self, audio: np.ndarray) -> tuple[float, str]:
         clip = np.asarray(audio)[-int(self.window_s * SAMPLE_RATE_HZ):]
+        if not sounding_at_the_end(clip):
+            return 0.0, ""
         text = self.stt.transcribe(clip, prompt=self.prompt).text
         return similarity(self.target, text), text
 
@@ -85,6 +89,22 @@ class SttVerifier:
         t0 = self.clock()
         score, text = self.score(audio)
         return Verdict(score >= self.min_similarity, score, self.kind, text, (self.clock() - t0) * 1000)
+
+
+def sounding_at_the_end(clip: np.ndarray, tail_s: float = TAIL_S, drop_db: float = TAIL_DROP_DB) -> bool:
+    """Is there sound in the last `tail_s` within `drop_db` of the loudest 50 ms of the clip?
+
+    Why: a fire is the end of a phrase, so the phrase is at the end of the window. Whisper given the
+    phrase as its prompt writes the prompt back on silence ("Hey chatterbox." on a quiet room), so
+    audio that has gone quiet before the fire is refused before it is transcribed."""
+    block = SAMPLE_RATE_HZ // 20
+    x = np.asarray(clip, dtype=np.float64)
+    n = len(x) // block
+    if n == 0:
+        return False
+    rms = np.sqrt(np.mean(x[: n * block].reshape(n, block) ** 2, axis=1) + 1e-9)
+    tail = max(1, int(tail_s * 20))
+    return 20 * np.log10(rms[-tail:].max() / rms.max()) > -drop_db and rms.max() > 3.0  # > ~ -80 dBFS: not digital silence
 
 
 class HeadVerifier:
