@@ -75,11 +75,11 @@ class TtsConfig:
 @dataclass(frozen=True)
 class WakewordConfig:
     heads: tuple[str, ...] = ("hey-vox-lens",)  # catalog names or paths to openWakeWord-format heads
-    threshold: float = 0.3   # with the STT verifier: lowest FRR at 0 to 1 FA in 1.05 h on 4 real phrases (models/wakeword/README.md)
+    threshold: float = 0.1   # low: the STT verifier, not this, keeps false wakes out (DET curve, models/wakeword/README.md)
     patience_frames: int = 1
     refractory_s: float = 2.0
     verifier: str = "stt"    # confirm each fire before waking: stt (Whisper + phoneme match), head (<head>.verifier.onnx), none
-    verifier_min_similarity: float = 0.6   # stt: share of the phrase's phonemes the transcript must hold
+    verifier_min_similarity: float = 0.65  # stt: share of the phrase's phonemes the transcript must hold
     verifier_window_s: float = 3.0         # stt: seconds of audio before the fire it transcribes (2 s cut slow speakers)
     second_look_s: float = 0.4             # a rejected fire is verified again once the first stage's score falls, within this
     verifier_threshold: float = 0.5        # head: the second head's score to accept
