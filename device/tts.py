@@ -21,6 +21,7 @@ from typing import AsyncIterable, AsyncIterator, Iterator
 import numpy as np
 
 from voxlens.config import TtsConfig
+from voxlens.onnx import session as onnx_session
 from voxlens.timing import Timings, monotonic
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,11 @@ def load_piper_voice(path: Path, config_path: Path, threads: int = 0):
     """
     import json
 
-    import onnxruntime
     from piper import PiperVoice
     from piper.config import PiperConfig
     from piper.voice import ESPEAK_DATA_DIR
 
-    opts = onnxruntime.SessionOptions()
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = onnx_session(path, threads=threads or os.cpu_count() or 1, gpu=True)
     with open(config_path, encoding="utf-8") as fh:
         config = PiperConfig.from_dict(json.load(fh))
     return PiperVoice(config=config, session=session, espeak_data_dir=Path(ESPEAK_DATA_DIR), download_dir=Path.cwd())

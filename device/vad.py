@@ -16,6 +16,7 @@ import numpy as np
 
 from device.audio import SAMPLE_RATE_HZ
 from voxlens.config import VadConfig
+from voxlens.onnx import session as onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +28,13 @@ class SileroVad:
     """Speech probability per 32 ms window, with the recurrent state kept between calls."""
 
     def __init__(self, model_path: str | Path | None = None) -> None:
-        import onnxruntime
         from models.catalog import ModelError, resolve
 
         path = Path(resolve(str(model_path or "silero-vad")))  # a catalog name or a path
         if not path.is_file():
             raise ModelError(f"Silero VAD model {path} does not exist; fix: voxlens models verify silero-vad")
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 4
         try:
-            self._session = onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._session = onnx_session(path, log_level=4)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise ModelError(f"Silero VAD model {path} cannot be loaded ({exc}); fix: voxlens models verify silero-vad") from None
         self.reset()

