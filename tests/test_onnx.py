@@ -22,5 +22,5 @@ def test_sessions_get_their_threads_no_spinning_and_the_cpu_without_a_gpu(tmp_pa
     assert [i.name for i in from_bytes.get_inputs()] == [i.name for i in s.get_inputs()]
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    with pytest.raises(Exception):  # onnxruntime's own error type; each stage turns it into its own message
+    with pytest.raises(Exception, match="broken.onnx"):  # onnxruntime's own type; each stage words the fix
         session(broken)
