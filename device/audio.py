@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import wave
 from pathlib import Path
 from typing import AsyncIterator

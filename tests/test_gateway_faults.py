@@ -284,7 +284,7 @@ async def test_a_device_that_never_reads_is_dropped_with_bounded_memory_while_ot
             await asyncio.Event().wait()  # keep the stream open, never read a reply
 
         with caplog.at_level("WARNING", logger="gateway.server"):
-            call = pb_grpc.AssistantStub(channel).Converse(requests(), timeout=60)  # noqa: F841 - never read
+            call = pb_grpc.AssistantStub(channel).Converse(requests(), timeout=60)  # held open, never read
             flood = await asyncio.to_thread(standin.last, "flood")
             # the gateway stops pulling from the model once its queue for this device is full and stalled
             assert await asyncio.to_thread(flood.finished.wait, 30)
@@ -296,6 +296,7 @@ async def test_a_device_that_never_reads_is_dropped_with_bounded_memory_while_ot
         assert any("stopped reading" in r.getMessage() for r in caplog.records)
         print(f"never-reading device: the model stream was closed after {sent_mb:.1f} MB "
               f"({flood.tokens_sent} chunks of 1 KB)")
+        call.cancel()
     finally:
         await channel.close()
         await rig.gateway.stop(0.5)
