@@ -18,10 +18,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import messages as msg
+from gateway.admission import TierQueue
 from gateway.auth import AuthError, Authenticator, server_credentials
 from gateway.backends import make_backend
 from gateway.backends.base import Backend
-from gateway.admission import TierQueue
 from gateway.breaker import CircuitBreaker
 from gateway.limits import DeviceLimits, LimitExceeded
 from gateway.memory import ConversationMemory
