@@ -186,3 +186,21 @@ def test_detection_carries_the_last_three_seconds_of_audio(front: FrontEnd, tmp_
     det.reset()
     det.process_audio(audio[: 4 * RATE])
     np.testing.assert_array_equal(det.recent_audio(), audio[RATE: 4 * RATE])
+
+
+def test_shipped_defaults_do_not_wake_on_a_minute_of_real_speech(front: FrontEnd, shared_eval: Path, stt) -> None:
+    """The device's own settings (first-stage threshold, STT verifier), not a test threshold: the first
+    stage may fire on ordinary speech at its low threshold; the verifier must turn every fire down."""
+    from device.wakeword.verifier import SttVerifier
+    from voxlens.config import Config
+
+    ww = Config().wakeword
+    detector = WakeWordDetector(list(ww.heads), threshold=ww.threshold, patience_frames=ww.patience_frames,
+                                refractory_s=ww.refractory_s, front=front)
+    verifier = SttVerifier(stt, "hey vox lens", ww.verifier_min_similarity, ww.verifier_window_s)
+    audio = _speech_wav(shared_eval, 26)
+    assert len(audio) > 60 * RATE
+    fires = detector.process_audio(audio)
+    assert fires, "the first stage no longer fires on this speech: the verifier is not exercised; use more speech"
+    verdicts = [verifier.verify(d.audio) for d in fires]
+    assert not [v.text for v in verdicts if v.accepted], [(v.text, v.score) for v in verdicts]
