@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from protos import assistant_pb2 as pb
-from voxlens.timing import Timings
-
 from protos.enums import FINISH, PHASES, TIERS
+from voxlens.timing import Timings
 
 
 def route(turn_id: str, tier: str, model: str, reason: str, failover: bool = False) -> pb.GatewayMessage:

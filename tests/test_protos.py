@@ -84,3 +84,63 @@ def test_query_carries_intent_slots_and_context() -> None:
     assert back.query.context.HasField("location")
     assert not back.query.context.HasField("battery_percent")
     assert pb.DESCRIPTOR.services_by_name["Assistant"].full_name == "voxlens.v1.Assistant"
+
+
+# ---------------------------------------------------------------- VoxLens's own converters, across the wire
+
+def _wire(message: pb.GatewayMessage) -> pb.GatewayMessage:
+    return pb.GatewayMessage.FromString(message.SerializeToString())
+
+
+@pytest.mark.parametrize("tier", ["small", "big", "none"])
+def test_a_route_the_gateway_builds_is_the_route_the_device_reads(tier: str) -> None:
+    from device.client_events import RouteEvent, event_from_proto
+    from gateway import messages as msg
+
+    event = event_from_proto(_wire(msg.route("t1", tier, "m", "simple_query", failover=True)), 1.0)
+    assert event == RouteEvent("t1", tier, "m", "simple_query", True, 1.0)
+
+
+@pytest.mark.parametrize("phase", ["started", "finished", "failed"])
+def test_tool_phases_survive_the_wire(phase: str) -> None:
+    from device.client_events import ToolEvent, event_from_proto
+    from gateway import messages as msg
+
+    assert event_from_proto(_wire(msg.tool("t1", "weather", phase, "Checking the weather")), 2.0) == \
+        ToolEvent("t1", "weather", phase, "Checking the weather", 2.0)
+
+
+@pytest.mark.parametrize("finish,heard", [("stop", "stop"), ("length", "length"), ("cancelled", "cancelled"),
+                                          ("error", "error"), ("tool_calls", "stop")])
+def test_turn_end_finish_tokens_and_timings_survive_the_wire(finish: str, heard: str) -> None:
+    from device.client_events import TurnEndEvent, event_from_proto
+    from gateway import messages as msg
+    from voxlens.timing import ManualClock, Timings
+
+    clock = ManualClock()
+    timings = Timings(clock=clock)
+    start = clock()
+    clock.advance(0.25)
+    timings.add("first_token", start)
+    event = event_from_proto(_wire(msg.end("t1", finish, timings, tokens_in=11, tokens_out=22)), 3.0)
+    assert isinstance(event, TurnEndEvent)
+    assert (event.finish_reason, event.tokens_in, event.tokens_out) == (heard, 11, 22)
+    assert event.timings_ms == pytest.approx({"first_token": 250.0})
+
+
+def test_an_error_reaches_the_device_as_its_spoken_line_and_code() -> None:
+    from device.client_events import GatewayError, event_from_proto
+    from gateway import messages as msg
+
+    with pytest.raises(GatewayError) as caught:
+        event_from_proto(_wire(msg.error("t1", "RESOURCE_EXHAUSTED", "queue full", "I'm busy.", True)), 4.0)
+    assert (caught.value.code, caught.value.spoken, caught.value.retryable) == ("RESOURCE_EXHAUSTED", "I'm busy.", True)
+
+
+def test_unknown_enum_values_from_a_newer_peer_read_as_unspecified() -> None:
+    from device.client_events import event_from_proto
+
+    raw = pb.GatewayMessage(turn_id="t1", route=pb.RouteDecision(tier=99, model="m"))
+    assert event_from_proto(_wire(raw), 0.0).tier == "unspecified"
+    raw = pb.GatewayMessage(turn_id="t1", end=pb.TurnEnd(finish_reason=42))
+    assert event_from_proto(_wire(raw), 0.0).finish_reason == "unspecified"
