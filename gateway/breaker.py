@@ -58,28 +58,20 @@ class CircuitBreaker:
             log.info("breaker %s: closed (tier answered)", self.name)
         self._state, self._failures, self._probing = CLOSED, 0, False
 
-    def record_failure(self) -> None:
+    def record_failure(self, retry_after_s: float = 0.0) -> None:
+        """One failure. A tier that said how long to stay away (HTTP 429/503 Retry-After) is opened at once
+        for that long: an overloaded cluster asking for a pause gets one, not a probe every reset_s."""
         self._failures += 1
         self._probing = False
-        if self._state == OPEN or self._failures >= self.failures_to_open:
-            if self._state != OPEN:
-                log.warning("breaker %s: open after %d consecutive failures", self.name, self._failures)
-            self._state = OPEN
-            self._opened_at = self._clock()
-            self._pause_s = self.reset_s
-
-    def hold(self, seconds: float) -> None:
-        """The tier said how long to stay away (HTTP 429/503 Retry-After): open now for that long.
-
-        Why: an overloaded cluster that asks for a pause gets one; probing it every reset_s, or on
-        every turn until the failure count trips, only adds to its queue."""
-        pause_s = min(max(seconds, 0.0), MAX_HOLD_S)
-        if pause_s <= 0:
+        if retry_after_s <= 0 and self._state != OPEN and self._failures < self.failures_to_open:
             return
-        log.warning("breaker %s: open for %.0f s (the tier asked: Retry-After)", self.name, pause_s)
-        self._state, self._probing = OPEN, False
+        if retry_after_s > 0:
+            log.warning("breaker %s: open for %.0f s (the tier asked: Retry-After)", self.name, retry_after_s)
+        elif self._state != OPEN:
+            log.warning("breaker %s: open after %d consecutive failures", self.name, self._failures)
+        self._state = OPEN
         self._opened_at = self._clock()
-        self._pause_s = pause_s
+        self._pause_s = min(retry_after_s, MAX_HOLD_S) if retry_after_s > 0 else self.reset_s
 
     @contextmanager
     def permit(self) -> Iterator[bool]:

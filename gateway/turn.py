@@ -254,8 +254,7 @@ class TurnRunner:
         except (BackendError, TimeoutError) as exc:
             log.warning("%s tier could not phrase the %s result (%s); using the template", tier, result.tool, exc)
             if tier == BIG:
-                self.breaker.record_failure()
-                self.breaker.hold(getattr(exc, "retry_after_s", 0.0))
+                self.breaker.record_failure(getattr(exc, "retry_after_s", 0.0))  # a TimeoutError has none
             return result.summary
         if tier == BIG:
             self.breaker.record_success()
@@ -382,8 +381,7 @@ class TurnRunner:
                 await ctx.emit(msg.delta(ctx.turn_id, text))
         except BackendError as exc:
             if tier == BIG:
-                self.breaker.record_failure()
-                self.breaker.hold(exc.retry_after_s)
+                self.breaker.record_failure(exc.retry_after_s)
             if ctx.first_token_s is None:
                 log.warning("%s tier failed before its first token: %s", tier, exc)
                 raise _Failed(str(exc)) from exc
