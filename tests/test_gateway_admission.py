@@ -7,6 +7,7 @@ cancelled (tests/openai_standin.py), so "busy" is a state the test controls, not
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
@@ -86,6 +87,21 @@ class Stream:
         await self.channel.close()
 
 
+@asynccontextmanager
+async def _held(standin, small, *, max_waiting: int, max_wait_s: float):
+    """A gateway whose big tier has one slot, held by a turn whose answer stalls after its first words."""
+    gw, big = await _gateway(standin, small, max_waiting=max_waiting, max_wait_s=max_wait_s)
+    s = Stream(gw.port)
+    try:
+        await s.ask("holder", "#stall-after-3 What is the capital of Italy?")
+        await asyncio.wait_for(s.deltas["holder"].wait(), 20)  # it holds the only slot
+        yield gw, s
+    finally:
+        await s.close()
+        await gw.stop(0.5)
+        await big.close()
+
+
 async def _until(predicate, timeout_s: float = 20.0) -> None:
     """Wait for a condition of the gateway's own state (an outer timeout, never a fixed pause)."""
     async with asyncio.timeout(timeout_s):
@@ -98,12 +114,8 @@ def _value(gw, name: str, **labels) -> float:
 
 
 async def test_a_full_line_refuses_at_once_with_the_busy_line_and_serves_the_waiting_turn(standin):
-    gw, big = await _gateway(standin, None, max_waiting=1, max_wait_s=60.0)
-    line = gw.runner.queues["big"]
-    s = Stream(gw.port)
-    try:
-        await s.ask("holder", "#stall-after-3 What is the capital of Italy?")
-        await asyncio.wait_for(s.deltas["holder"].wait(), 20)  # it holds the only slot
+    async with _held(standin, None, max_waiting=1, max_wait_s=60.0) as (gw, s):
+        line = gw.runner.queues["big"]
         await s.ask("waiter", "What is the capital of Italy?")
         await _until(lambda: line.waiting == 1)
         assert _value(gw, "voxlens_queue_depth", tier="big") == 1
@@ -122,42 +134,22 @@ async def test_a_full_line_refuses_at_once_with_the_busy_line_and_serves_the_wai
         assert any(t.stage == "queue.big" for t in waiter.end.timings)
         assert _value(gw, "voxlens_queue_wait_ms_count", tier="big") >= 2
         assert line.waiting == 0 and line.running == 0
-    finally:
-        await s.close()
-        await gw.stop(0.5)
-        await big.close()
 
 
 async def test_a_turn_waits_at_most_max_wait_s_then_hears_the_busy_line(standin):
-    gw, big = await _gateway(standin, None, max_waiting=4, max_wait_s=0.3)
-    s = Stream(gw.port)
-    try:
-        await s.ask("holder", "#stall-after-3 What is the capital of Italy?")
-        await asyncio.wait_for(s.deltas["holder"].wait(), 20)
+    async with _held(standin, None, max_waiting=4, max_wait_s=0.3) as (gw, s):
         await s.ask("late", "What is the capital of Italy?")
         late = await s.end_of("late")
         (err,) = late.errors
         assert err.code == "RESOURCE_EXHAUSTED" and err.spoken == SPOKEN_BUSY and "max_wait_s" in err.message
         assert _value(gw, "voxlens_busy_total", tier="big", reason="max_wait") == 1
         assert not s.ended["holder"].is_set()  # the refusal cost the other turn nothing
-    finally:
-        await s.close()
-        await gw.stop(0.5)
-        await big.close()
 
 
 async def test_a_busy_big_tier_hands_the_turn_to_the_small_model(standin, small_backend):
-    gw, big = await _gateway(standin, small_backend, max_waiting=0, max_wait_s=60.0)
-    s = Stream(gw.port)
-    try:
-        await s.ask("holder", "#stall-after-3 What is the capital of Italy?")
-        await asyncio.wait_for(s.deltas["holder"].wait(), 20)
+    async with _held(standin, small_backend, max_waiting=0, max_wait_s=60.0) as (gw, s):
         await s.ask("moved", "What is the capital of France? One word.")
         moved = await s.end_of("moved")
         assert [(r.tier, r.failover) for r in moved.routes] == [(pb.TIER_BIG, False), (pb.TIER_SMALL, True)]
         assert moved.text.strip() and not moved.errors
         assert gw.breaker.state == "closed"  # a full line is not the tier failing
-    finally:
-        await s.close()
-        await gw.stop(0.5)
-        await big.close()

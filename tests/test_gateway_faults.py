@@ -9,6 +9,7 @@ server saw (its connection closed, no request it should not have had).
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -25,6 +26,7 @@ from protos import assistant_pb2_grpc as pb_grpc
 from tests.gateway_support import free_port, one_turn, query
 from tests.openai_standin import RETRY_AFTER_S, start_openai_standin
 from tests.tcp_proxy import FlakyLink
+from tests.test_client import collect_rest
 from voxlens.config import Config, DeviceConfig, replace
 from voxlens.retry import Backoff
 from voxlens.timing import ManualClock
@@ -46,6 +48,10 @@ class Rig:
         """Which fault the stand-in plays for the next big-tier request; the breaker starts closed."""
         self.big.model = name
         self.gateway.breaker.record_success()
+
+    async def close(self) -> None:
+        await self.gateway.stop(0.5)
+        await self.big.close()
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,7 @@ async def _rig(small_backend, standin, *, stall_s: float = STALL_S, port: int = 
 async def rig(small_backend, standin):
     r = await _rig(small_backend, standin)
     yield r
-    await r.gateway.stop(0.5)
-    await r.big.close()
+    await r.close()
 
 
 def tiers(turn) -> list[tuple[int, bool]]:
@@ -156,8 +161,7 @@ async def test_a_tier_that_stalls_past_the_turn_deadline_ends_with_a_spoken_time
         req = standin.last("stall-before")
         assert await asyncio.to_thread(req.client_closed.wait, 10)  # the deadline closed the HTTP stream
     finally:
-        await r.gateway.stop(0.5)
-        await r.big.close()
+        await r.close()
 
 
 # ---------------------------------------------------------------- the gateway or the network goes away
@@ -172,10 +176,6 @@ async def _first_text(turn) -> None:
         if isinstance(event, TextEvent):
             return
     raise AssertionError("the turn ended before any text")
-
-
-async def _rest(turn) -> list:
-    return [event async for event in turn]
 
 
 async def _answer(client: AssistantClient, text: str, **kw) -> str:
@@ -193,7 +193,7 @@ async def test_gateway_restarting_mid_turn_ends_that_turn_spoken_and_the_next_tu
         await asyncio.wait_for(_first_text(turn), 20)
         await first.gateway.stop(0)  # the gateway process dies while the big tier is mid-answer
         with pytest.raises(GatewayUnavailable) as caught:
-            await asyncio.wait_for(_rest(turn), 5)
+            await asyncio.wait_for(collect_rest(turn), 5)
         assert caught.value.spoken == OFFLINE_SPOKEN
         assert await asyncio.to_thread(standin.last("stall-after-3").client_closed.wait, 10)
         await first.big.close()
@@ -204,57 +204,54 @@ async def test_gateway_restarting_mid_turn_ends_that_turn_spoken_and_the_next_tu
             assert (await _answer(client, BIG_ASK)).startswith("Rome")
             assert client.connections == 2
         finally:
-            await second.gateway.stop(0.5)
-            await second.big.close()
+            await second.close()
+
+
+@asynccontextmanager
+async def _linked_device(small_backend, standin):
+    """A gateway, a breakable link in front of it, and a device through the link that has been answered once."""
+    rig = await _rig(small_backend, standin, stall_s=30.0)
+    link = await FlakyLink(rig.gateway.port).start()
+    try:
+        async with _device(link.port) as client:
+            assert (await _answer(client, BIG_ASK)).startswith("Rome")
+            yield rig, link, client
+    finally:
+        await link.close()
+        await rig.close()
 
 
 async def test_network_cut_mid_turn_is_spoken_at_once_and_the_device_recovers_when_it_returns(small_backend, standin):
-    rig = await _rig(small_backend, standin, stall_s=30.0)
-    link = await FlakyLink(rig.gateway.port).start()
-    try:
-        async with _device(link.port) as client:
-            assert (await _answer(client, BIG_ASK)).startswith("Rome")
-            rig.big.model = "stall-after-3"
-            turn = client.ask(BIG_ASK)
-            await asyncio.wait_for(_first_text(turn), 20)
-            await link.cut()  # Wi-Fi off: connections reset
-            with pytest.raises(GatewayUnavailable) as caught:
-                await asyncio.wait_for(_rest(turn), 5)
-            assert caught.value.spoken == OFFLINE_SPOKEN
-            # the gateway noticed the device went away and closed the big tier's stream for it
-            assert await asyncio.to_thread(standin.last("stall-after-3").client_closed.wait, 10)
-            with pytest.raises(GatewayUnavailable):  # while down: fails fast, never hangs
-                await asyncio.wait_for(_answer(client, BIG_ASK), 5)
+    async with _linked_device(small_backend, standin) as (rig, link, client):
+        rig.big.model = "stall-after-3"
+        turn = client.ask(BIG_ASK)
+        await asyncio.wait_for(_first_text(turn), 20)
+        await link.cut()  # Wi-Fi off: connections reset
+        with pytest.raises(GatewayUnavailable) as caught:
+            await asyncio.wait_for(collect_rest(turn), 5)
+        assert caught.value.spoken == OFFLINE_SPOKEN
+        # the gateway noticed the device went away and closed the big tier's stream for it
+        assert await asyncio.to_thread(standin.last("stall-after-3").client_closed.wait, 10)
+        with pytest.raises(GatewayUnavailable):  # while down: fails fast, never hangs
+            await asyncio.wait_for(_answer(client, BIG_ASK), 5)
 
-            rig.big.model = "ok"
-            await link.restore()
-            assert await client.wait_connected(10)
-            assert (await _answer(client, BIG_ASK)).startswith("Rome")
-    finally:
-        await link.close()
-        await rig.gateway.stop(0.5)
-        await rig.big.close()
+        rig.big.model = "ok"
+        await link.restore()
+        assert await client.wait_connected(10)
+        assert (await _answer(client, BIG_ASK)).startswith("Rome")
 
 
 async def test_a_silent_link_is_dropped_after_one_turn_and_the_next_turn_reconnects(small_backend, standin):
-    rig = await _rig(small_backend, standin, stall_s=30.0)
-    link = await FlakyLink(rig.gateway.port).start()
-    try:
-        async with _device(link.port) as client:
-            assert (await _answer(client, BIG_ASK)).startswith("Rome")
-            link.blackhole()  # out of range: sockets stay open, nothing passes, no reset to notice
-            with pytest.raises(GatewayUnavailable) as caught:
-                await asyncio.wait_for(_answer(client, BIG_ASK, timeout_s=1.0), 10)
-            assert caught.value.spoken == OFFLINE_SPOKEN and "sent nothing" in str(caught.value)
-            before = link.connections
-            await link.restore()
-            assert await client.wait_connected(10)
-            assert (await _answer(client, BIG_ASK)).startswith("Rome")
-            assert link.connections > before  # a new connection, not the dead one revived by keepalive
-    finally:
-        await link.close()
-        await rig.gateway.stop(0.5)
-        await rig.big.close()
+    async with _linked_device(small_backend, standin) as (rig, link, client):
+        link.blackhole()  # out of range: sockets stay open, nothing passes, no reset to notice
+        with pytest.raises(GatewayUnavailable) as caught:
+            await asyncio.wait_for(_answer(client, BIG_ASK, timeout_s=1.0), 10)
+        assert caught.value.spoken == OFFLINE_SPOKEN and "sent nothing" in str(caught.value)
+        before = link.connections
+        await link.restore()
+        assert await client.wait_connected(10)
+        assert (await _answer(client, BIG_ASK)).startswith("Rome")
+        assert link.connections > before  # a new connection, not the dead one revived by keepalive
 
 
 async def test_device_hears_the_notice_after_the_words_that_came(rig):
@@ -299,5 +296,4 @@ async def test_a_device_that_never_reads_is_dropped_with_bounded_memory_while_ot
         call.cancel()
     finally:
         await channel.close()
-        await rig.gateway.stop(0.5)
-        await rig.big.close()
+        await rig.close()

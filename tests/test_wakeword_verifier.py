@@ -108,11 +108,26 @@ def test_head_verifier_scores_the_first_stage_window(tmp_path: Path) -> None:
         verifier.verify(np.zeros(RATE, np.int16))
 
 
+async def _device_events(cfg, stt, tts, silero, wake: WakeWordDetector, audio: np.ndarray, linger_s: float) -> list[dict]:
+    """The whole device on `audio` in 80 ms frames, the STT verifier confirming "hey chatterbox"; its events."""
+    from device.app import DeviceModels, run_device
+    from device.audio import MemorySink
+
+    models = DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake,
+                          verifiers={"hey_chatterbox": SttVerifier(stt, "hey chatterbox")})
+    events: list[dict] = []
+
+    async def frames():
+        for i in range(0, len(audio) - 1279, 1280):
+            yield audio[i:i + 1280]
+
+    await run_device(cfg, models, frames(), MemorySink(), emit=events.append, linger_s=linger_s)
+    return events
+
+
 async def test_device_wakes_only_when_the_verifier_confirms(stt, tts, silero, shared_eval: Path, tmp_path: Path) -> None:
     """The whole device on real audio, with a first stage that fires on everything: real speech is
     rejected by the STT verifier (no wake), a real speaker saying the phrase wakes it."""
-    from device.app import DeviceModels, run_device
-    from device.audio import MemorySink
     from tests.test_wakeword import _constant_head
     from voxlens.config import Config, DeviceConfig
 
@@ -123,15 +138,7 @@ async def test_device_wakes_only_when_the_verifier_confirms(stt, tts, silero, sh
     gap = np.zeros(RATE, np.int16)
     audio = np.concatenate([speech, gap, gap, gap, phrase, gap])
     wake = WakeWordDetector([always], threshold=0.5, refractory_s=0.4)   # fires every 0.4 s, whatever it hears
-    models = DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake,
-                          verifiers={"hey_chatterbox": SttVerifier(stt, "hey chatterbox")})
-    events: list[dict] = []
-
-    async def frames():
-        for i in range(0, len(audio) - 1279, 1280):
-            yield audio[i:i + 1280]
-
-    await run_device(cfg, models, frames(), MemorySink(), emit=events.append, linger_s=2.0)
+    events = await _device_events(cfg, stt, tts, silero, wake, audio, linger_s=2.0)
     rejected = [e for e in events if e["event"] == "wake_rejected"]
     woke = [e for e in events if e["event"] == "wake"]
     speech_end_s, phrase_start_s = len(speech) / RATE, (len(speech) + 3 * RATE) / RATE
@@ -186,8 +193,6 @@ async def test_a_fire_rejected_too_early_wakes_on_the_second_look(stt, tts, sile
     """A first stage that fires before a real speaker has said the phrase: the verifier hears silence and
     says no; looking again once the phrase is over, it hears the phrase and the device wakes. Without the
     second look the same audio never wakes it."""
-    from device.app import DeviceModels, run_device
-    from device.audio import MemorySink
     from tests.test_wakeword import _constant_head
     from voxlens.config import Config, DeviceConfig, WakewordConfig
 
@@ -200,15 +205,7 @@ async def test_a_fire_rejected_too_early_wakes_on_the_second_look(stt, tts, sile
         cfg = Config(device=DeviceConfig(gateway="127.0.0.1:9", listen_timeout_s=0.5),
                      wakeword=WakewordConfig(second_look_s=second_look_s))
         wake = WakeWordDetector([always], threshold=0.5, refractory_s=30.0)   # one fire, at the first frame
-        models = DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake,
-                              verifiers={"hey_chatterbox": SttVerifier(stt, "hey chatterbox")})
-        events: list[dict] = []
-
-        async def frames():
-            for i in range(0, len(audio) - 1279, 1280):
-                yield audio[i:i + 1280]
-
-        await run_device(cfg, models, frames(), MemorySink(), emit=events.append, linger_s=1.0)
+        events = await _device_events(cfg, stt, tts, silero, wake, audio, linger_s=1.0)
         return [e for e in events if e["event"] in ("wake", "wake_rejected")]
 
     without = await run(0.0)
