@@ -22,7 +22,6 @@ import json
 import select
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -82,8 +81,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(asked, str) and asked.startswith("#"):  # "#stall-after-3 ..." picks the scenario per turn
             scenario = asked.split()[0][1:]
         req = Request(scenario, body)
-        self.server.requests.append(req)
-        self.server.arrived.set()
+        with self.server.arrived:
+            self.server.requests.append(req)
+            self.server.arrived.notify_all()
         try:
             self._serve(req, scenario)
         except (BrokenPipeError, ConnectionResetError):
@@ -154,13 +154,13 @@ class OpenAIStandIn:
 
     def last(self, scenario: str, timeout_s: float = 30.0) -> Request:
         """The latest request for a scenario, waiting for it to arrive."""
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            found = [r for r in self.server.requests if r.scenario == scenario]
-            if found:
-                return found[-1]
-            self.server.arrived.wait(0.05)
-        raise AssertionError(f"no request for scenario {scenario!r} reached the stand-in")
+        def found() -> list[Request]:
+            return [r for r in self.server.requests if r.scenario == scenario]
+
+        with self.server.arrived:
+            if not self.server.arrived.wait_for(found, timeout_s):
+                raise AssertionError(f"no request for scenario {scenario!r} reached the stand-in")
+            return found()[-1]
 
     def close(self) -> None:
         self.server.stopping.set()
@@ -172,7 +172,7 @@ def start_openai_standin() -> OpenAIStandIn:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.requests = []
-    server.arrived = threading.Event()
+    server.arrived = threading.Condition()
     server.stopping = threading.Event()
     threading.Thread(target=server.serve_forever, daemon=True, name="openai-standin").start()
     return OpenAIStandIn(server)
