@@ -100,13 +100,20 @@ def test_config_loader_builds_a_config_or_names_the_bad_value(environ: dict[str,
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "voxlens.toml"
         path.write_text(toml_text, encoding="utf-8", errors="surrogatepass")
-        for args in ((None, environ), (path, {})):
-            try:
-                cfg = load(*args)
-            except ConfigError as exc:
-                assert str(exc)
-                continue
-            assert isinstance(cfg, Config)
+        try:
+            for args in ((None, environ), (path, {})):
+                try:
+                    cfg = load(*args)
+                except ConfigError as exc:
+                    assert str(exc)
+                    continue
+                assert isinstance(cfg, Config)
+        finally:
+            # load() makes models.cache_dir the process's model folder: a fuzzed one ("è") must not
+            # outlive its case, or later tests write their caches into the checkout
+            from models.catalog import configure_cache_dir
+
+            configure_cache_dir(None)
 
 
 # ---------------------------------------------------------------- the model-output tool-call parser
