@@ -14,9 +14,10 @@ import copy
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Iterator
+from typing import AsyncIterable, AsyncIterator
 
 import numpy as np
 
@@ -145,6 +146,7 @@ class TextToSpeech:
         self.sample_rate_hz: int = self.voice.config.sample_rate
         self._syn_config = SynthesisConfig(length_scale=self.cfg.length_scale)
         self._generation = 0
+        self._lock = threading.Lock()   # shared by with_config() clones: they share the voice
         self.last_timings = Timings()
 
     def with_config(self, cfg: TtsConfig) -> "TextToSpeech":
@@ -158,14 +160,15 @@ class TextToSpeech:
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text of {len(text)} characters is too long to speak (limit {MAX_TEXT_CHARS}); shorten it")
 
-    def synthesize_sentences(self, text: str) -> Iterator[np.ndarray]:
-        """One int16 array per sentence, as Piper cuts them."""
+    def synthesize_sentences(self, text: str) -> list[np.ndarray]:
+        """One int16 array per sentence, as Piper cuts them. Thread-safe: one synthesis at a time per voice,
+        because Piper's phonemizer (espeak-ng) keeps global state (several Wyoming clients share one voice)."""
         self._check(text)
-        for chunk in self.voice.synthesize(text, self._syn_config):
-            yield chunk.audio_int16_array
+        with self._lock:
+            return [chunk.audio_int16_array for chunk in self.voice.synthesize(text, self._syn_config)]
 
     def synthesize(self, text: str) -> np.ndarray:
-        pieces = list(self.synthesize_sentences(text))
+        pieces = self.synthesize_sentences(text)
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
 
     def cancel(self) -> None:
@@ -224,7 +227,7 @@ class TextToSpeech:
         if generation != self._generation:
             return
         start = monotonic()
-        sentences = await asyncio.to_thread(lambda: list(self.synthesize_sentences(piece)))
+        sentences = await asyncio.to_thread(self.synthesize_sentences, piece)
         end = monotonic()
         for audio in sentences:
             if generation != self._generation:

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "gateway.cli",
     "device.cli_device",
     "device.cli_wakeword",
+    "device.wyoming.cli",
     "bench.cli",
 ]
 

@@ -34,7 +34,7 @@ def parse_uri(uri: str) -> tuple[str, str, int]:
         except ValueError:
             port = None
         if not parsed.hostname or port is None:
-            raise UriError(f"--uri {uri!r} needs a host and a port, e.g. tcp://0.0.0.0:10300")
+            raise UriError(f"--uri {uri!r} needs a host and a port: tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300")
         return "tcp", parsed.hostname, port
     if parsed.scheme == "unix" and parsed.path:
         return "unix", parsed.path, 0
@@ -49,6 +49,7 @@ class WyomingServer:
         self.factory = factory
         self._server: asyncio.AbstractServer | None = None
         self._sessions: dict[asyncio.Task, AsyncEventHandler] = {}
+        self._changed: asyncio.Condition | None = None   # notified when a session starts or ends
 
     @property
     def port(self) -> int:
@@ -64,7 +65,19 @@ class WyomingServer:
     def sessions(self) -> int:
         return len(self._sessions)
 
+    async def sessions_at_most(self, n: int) -> None:
+        """Wait until no more than n sessions are open (tests and shutdown wait on this, not on time)."""
+        assert self._changed is not None, "start() first"
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._sessions) <= n)
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
     async def start(self) -> None:
+        self._changed = asyncio.Condition()
         if self.kind == "tcp":
             self._server = await asyncio.start_server(self._serve_one, self.host, self._port)
         else:
@@ -77,6 +90,7 @@ class WyomingServer:
         task = asyncio.current_task()
         assert task is not None
         self._sessions[task] = handler
+        await self._notify()
         try:
             await handler.run()   # calls handler.disconnect() and closes the writer, however it ends
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
@@ -84,7 +98,9 @@ class WyomingServer:
         except Exception:  # noqa: BLE001 - one session's bug must not stop the others; logged with its traceback
             log.exception("wyoming: a session failed; only that session ended")
         finally:
+            writer.close()
             self._sessions.pop(task, None)
+            await self._notify()
 
     async def serve_forever(self) -> None:
         assert self._server is not None, "start() first"
