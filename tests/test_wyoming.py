@@ -201,6 +201,30 @@ async def test_audio_in_another_rate_width_and_channel_count_is_converted(stt_se
     assert _heard(_manifest(shared_eval)[name], final.text), final.text
 
 
+@session_loop
+async def test_a_recording_sent_at_once_costs_one_pass_and_a_paced_stream_is_transcribed_while_it_arrives(
+        stt, silero, shared_eval):
+    """Background passes are for microphones: a burst would pay for a pass over its first half-second too."""
+    from device.wyoming.stt import _Utterance
+    from voxlens.timing import ManualClock
+
+    clock = ManualClock()
+    service = SttService(stt, silero, clock=clock)
+    audio = read_wav(shared_eval / "speech" / "speechbrain_harvard_spk1_snt1.wav")
+    chunks = [audio[i:i + 1024] for i in range(0, len(audio), 1024)]
+    burst = _Utterance(service, None)
+    for chunk in chunks:      # the clock stands still: the whole recording at once
+        burst.feed(chunk)
+    final = await burst.stream.finish()
+    assert not burst.stream.background and burst.stream.passes == 1 and _heard("the child almost hurt", final.text)
+    paced = _Utterance(service, None)
+    for chunk in chunks:      # as a microphone delivers it
+        clock.advance(len(chunk) / RATE)
+        paced.feed(chunk)
+    assert paced.stream.background
+    assert _heard("the child almost hurt the small dog", (await paced.stream.finish()).text)
+
+
 def test_stable_words_are_sent_once_two_passes_agree_and_join_into_the_final() -> None:
     words = StableWords()
     assert words.update("The") == ""

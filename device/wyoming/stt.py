@@ -25,14 +25,17 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import Info
 
+from device.audio import SAMPLE_RATE_HZ
 from device.stt import MAX_AUDIO_S, SpeechToText, StreamingTranscription
 from device.vad import SileroVad
 from device.wyoming.audio import AudioInput
 from device.wyoming.info import ServiceError, ServiceHandler, parse, stt_info
 from voxlens.config import Config
-from voxlens.timing import monotonic
+from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
+
+BURST_SLACK_S = 0.25   # a microphone stream may start with this much buffered audio and still count as paced
 
 
 @dataclass
@@ -43,6 +46,8 @@ class SttService:
     vad: SileroVad                      # a template: each stream gets a copy with its own recurrent state
     vad_threshold: float = 0.5
     max_audio_s: float = MAX_AUDIO_S
+    burst_speedup: float = 2.0          # audio arriving faster than this x real time is a recording, not a microphone
+    clock: Clock = monotonic
     info: Info = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,7 +106,12 @@ class StableWords:
 
 
 class _Utterance:
-    """One audio stream: VAD verdicts feeding a StreamingTranscription; runs in a worker thread per chunk."""
+    """One audio stream: VAD verdicts feeding a StreamingTranscription; runs in a worker thread per chunk.
+
+    Background passes only for audio that arrives about as fast as it plays (a microphone): a client
+    sending a recording at once would otherwise pay for a pass over its first half-second, then the
+    final pass, instead of the one pass it needs.
+    """
 
     def __init__(self, service: SttService, language: str | None) -> None:
         self.vad = copy.copy(service.vad)
@@ -110,7 +120,10 @@ class _Utterance:
         stt = service.stt
         if language and stt.multilingual:   # the client's language, not detection (same model, other settings)
             stt = stt.with_config(dataclasses.replace(stt.cfg, language=language))
-        self.stream = StreamingTranscription(stt)
+        self.stream = StreamingTranscription(stt, background=False)
+        self.clock, self.speedup = service.clock, service.burst_speedup
+        self._t0_s: float | None = None
+        self._samples = 0
         self.words = StableWords()
         self.language = language
         self.last_partial: str | None = None
@@ -119,6 +132,14 @@ class _Utterance:
     def feed(self, pcm: np.ndarray) -> None:
         if not len(pcm):
             return
+        now = self.clock()
+        if self._t0_s is None:
+            self._t0_s = now - len(pcm) / SAMPLE_RATE_HZ
+        self._samples += len(pcm)
+        if self._samples >= self.stream.interval_samples and not self.stream.passes:
+            # until the first pass: is this stream paced like speech (give or take a buffered start), or a burst?
+            audio_s, elapsed_s = self._samples / SAMPLE_RATE_HZ, now - self._t0_s
+            self.stream.background = audio_s <= self.speedup * elapsed_s + BURST_SLACK_S
         probs = self.vad.probs(pcm)
         if probs:
             self._speech = max(probs) >= self.threshold
@@ -188,7 +209,7 @@ class SttHandler(ServiceHandler):
         language = utt.language or final.language
         await self.write_event(Transcript(text=text, language=language).event())
         await self.write_event(TranscriptStop().event())
-        log.info("wyoming stt: %r, %.0f ms after audio-stop (%s, %d passes)", text, (monotonic() - stop_s) * 1000,
+        log.info("wyoming stt: %r, %.0f ms after audio-stop (%s; passes: %d)", text, (monotonic() - stop_s) * 1000,
                  "last partial reused" if final.reused_partial else "one more pass", utt.stream.passes)
 
     async def abort_stream(self, refused: bool = False) -> None:
