@@ -407,6 +407,20 @@ def test_audio_formats_convert_to_16k_mono_int16() -> None:
         AudioConverter(16000, 2, 0)
 
 
+@session_loop
+async def test_a_service_answers_on_a_unix_socket_too(tts, tmp_path):
+    from wyoming.client import AsyncUnixClient
+
+    path = tmp_path / "tts.sock"
+    async with WyomingServer(f"unix://{path}", TtsService(tts, "piper-joe-medium").handler) as server:
+        assert server.uri == f"unix://{path}"
+        async with AsyncUnixClient(path) as client:
+            await client.write_event(Synthesize(text="Hi.").event())
+            events = await _read_until(client, _is(AudioStop, Error))
+        assert len(_audio_of(events)[1]) > 0
+    assert not path.exists()
+
+
 def test_uris_are_tcp_or_unix_and_a_bad_one_names_the_forms() -> None:
     assert parse_uri("tcp://0.0.0.0:10300") == ("tcp", "0.0.0.0", 10300)
     assert parse_uri("unix:///tmp/stt.sock") == ("unix", "/tmp/stt.sock", 0)
