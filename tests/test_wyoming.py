@@ -480,6 +480,14 @@ async def test_the_command_serves_until_sigterm(repo_root: Path) -> None:
             proc.wait()
 
 
+def test_a_missing_head_is_named_when_the_wake_service_starts(capsys, tmp_path) -> None:
+    from voxlens.cli import main
+
+    missing = tmp_path / "nope.onnx"
+    assert main(["wyoming", "wake", "--head", str(missing), "--uri", "tcp://127.0.0.1:0"]) == 1
+    assert str(missing) in capsys.readouterr().err
+
+
 def test_a_bad_uri_is_a_usage_error(capsys) -> None:
     from voxlens.cli import main
 

@@ -176,6 +176,8 @@ class SttHandler(ServiceHandler):
             tail = self.audio.stop()
             utt, self._utt = self._utt, None
             if tail is not None and utt is not None:
+                room = int(self.service.max_audio_s * SAMPLE_RATE_HZ) - self.audio.samples
+                tail = tail[: max(0, room)]   # the resampler's last samples never take a stream past the limit
                 await asyncio.to_thread(utt.feed, tail)
                 await self._finish(utt)
         return True
