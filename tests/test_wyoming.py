@@ -181,7 +181,9 @@ async def test_a_real_recording_is_transcribed_with_the_streaming_transcript_eve
     assert final.language == "en"
     assert _heard(_manifest(shared_eval)[name], final.text), final.text
     chunks = "".join(TranscriptChunk.from_event(e).text for e in events if TranscriptChunk.is_type(e.type))
-    assert final.text.startswith(chunks), (chunks, final.text)   # chunks are appended: they never contradict it
+    # chunks are appended and join into the transcript, unless the last pass changed a word already sent
+    # (then the transcript rules): either way they say what the transcript says
+    assert chunks and _heard(chunks, final.text, 0.6), (chunks, final.text)
 
 
 @session_loop
