@@ -125,28 +125,23 @@ def bench_command_bias(stt, tts, out: dict) -> list[list]:
 
 async def _paced_stream(stt, endpointer, pcm: np.ndarray) -> tuple[float, str, bool] | None:
     """Feed one utterance (with silence around it) in real time; ms from speech_end to the final text."""
-    from device.stt import StreamingTranscription
+    from device.utterance import UtteranceStage, utterances
 
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    stream = None
-    for i, frame in enumerate(split_frames(pcm)):
-        delay = start + (i + 1) * FRAME_SAMPLES / SAMPLE_RATE_HZ - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        events = endpointer.process(frame)
-        if stream is not None and endpointer.in_speech:
-            stream.push(frame, is_speech=endpointer.last_prob >= endpointer.cfg.threshold)
-        for ev in events:
-            if ev.kind == "speech_start":
-                stream = StreamingTranscription(stt)
-                stream.push(ev.audio)
-            elif ev.kind == "speech_end" and stream is not None:
-                t0 = time.perf_counter()
-                final = await stream.finish()
-                return (time.perf_counter() - t0) * 1000, final.text, final.reused_partial
-    if stream is not None:
-        await stream.aclose()
+    async def paced():
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, frame in enumerate(split_frames(pcm)):
+            delay = start + (i + 1) * FRAME_SAMPLES / SAMPLE_RATE_HZ - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield frame
+
+    found = utterances(paced(), UtteranceStage(endpointer, stt))   # the device's own stage
+    try:
+        async for u in found:
+            return u.timings.as_ms().get("stt.final", 0.0), u.text, u.reused_partial
+    finally:
+        await found.aclose()
     return None
 
 

@@ -8,13 +8,10 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator
-
-import numpy as np
+from typing import AsyncIterator
 
 from voxlens import config as config_mod
-from voxlens.timing import Timings, monotonic
+from voxlens.timing import Timings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,57 +106,10 @@ def run_say(args: argparse.Namespace) -> int:
     return 0
 
 
-@dataclass
-class Utterance:
-    start_s: float
-    end_s: float
-    text: str
-    reason: str
-    timings: Timings = field(default_factory=Timings)
-
-    def to_dict(self) -> dict:
-        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "text": self.text,
-                "end_reason": self.reason, "timings": self.timings.as_ms()}
-
-
-async def transcribe_utterances(frames: AsyncIterable[np.ndarray], endpointer, stt, *,
-                                streaming: bool) -> AsyncIterator[Utterance]:
-    """Endpointing + STT over a frame source. streaming=True transcribes while each utterance is spoken
-    (the way the device does with a microphone); otherwise each utterance is transcribed once it ends."""
-    from device.audio import SAMPLE_RATE_HZ
-    from device.stt import StreamingTranscription
-
-    stream: StreamingTranscription | None = None
-    start_sample = 0
-    threshold = endpointer.cfg.threshold
-    async for frame in frames:
-        events = endpointer.process(frame)
-        if stream is not None and endpointer.in_speech:
-            stream.push(frame, is_speech=endpointer.last_prob >= threshold)
-        for ev in events:
-            if ev.kind == "speech_start":
-                start_sample = ev.sample
-                if streaming:
-                    stream = StreamingTranscription(stt)
-                    stream.push(ev.audio, is_speech=True)
-            elif ev.kind == "speech_end":
-                decided = monotonic()
-                if stream is not None:
-                    t = await stream.finish()
-                    stream = None
-                else:
-                    t = await asyncio.to_thread(stt.transcribe, ev.audio)
-                timings = Timings()
-                timings.records.extend(t.timings.records)
-                timings.add("listen.end_to_text", decided)
-                yield Utterance(start_sample / SAMPLE_RATE_HZ, ev.sample / SAMPLE_RATE_HZ, t.text, ev.reason, timings)
-    if stream is not None:
-        await stream.aclose()
-
-
 def run_listen(args: argparse.Namespace) -> int:
     from device.audio import AudioFormatError, WavSource
     from device.stt import SpeechToText
+    from device.utterance import UtteranceStage, utterances
     from device.vad import Endpointer, SileroVad
     from models.catalog import ModelError
 
@@ -167,13 +117,13 @@ def run_listen(args: argparse.Namespace) -> int:
     try:
         source = WavSource(args.input, realtime=args.realtime)
         stt = SpeechToText(cfg.models.stt, cfg.stt)
-        endpointer = Endpointer(cfg.vad, SileroVad())
+        stage = UtteranceStage(Endpointer(cfg.vad, SileroVad()), stt)
     except (AudioFormatError, ModelError) as exc:
         return _fail(str(exc))
 
     async def main() -> int:
         n = 0
-        async for u in transcribe_utterances(source, endpointer, stt, streaming=args.realtime):
+        async for u in utterances(source, stage, streaming=args.realtime):
             n += 1
             if args.json:
                 print(json.dumps(u.to_dict()), flush=True)

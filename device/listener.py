@@ -17,6 +17,7 @@ import numpy as np
 from device.audio import SAMPLE_RATE_HZ
 from device.engine import State, TurnEngine
 from device.stt import SpeechToText, StreamingTranscription
+from device.utterance import UtteranceStage
 from device.vad import Endpointer, VadEvent
 from device.wakeword import FRAME_SAMPLES, Detection, WakeWordDetector
 from device.wakeword.verifier import Verdict, Verifier
@@ -43,6 +44,7 @@ class AudioLoop:
                  clock: Clock = monotonic, emit: Callable[[dict], None] | None = None,
                  verifiers: dict[str, Verifier] | None = None, second_look_s: float = 0.0) -> None:
         self.engine, self.wake, self.endpointer, self.stt = engine, wake, endpointer, stt
+        self.utterance = UtteranceStage(endpointer, stt)
         self.verifiers = verifiers or {}   # head name -> second stage; a head without one wakes on its own
         self.second_look_frames = int(round(second_look_s * SAMPLE_RATE_HZ / FRAME_SAMPLES))
         self._look: _SecondLook | None = None
@@ -51,8 +53,6 @@ class AudioLoop:
         self.samples = 0                 # samples received on this stream
         self._t0_s: float | None = None  # clock time at which the stream's sample 0 arrived
         self._ep_base = 0                # stream offset of the endpointer's sample 0
-        self._stream: StreamingTranscription | None = None
-        self._last_partial = ""
         self._finals: set[asyncio.Task] = set()
 
     def emit(self, event: str, **fields: object) -> None:
@@ -68,12 +68,10 @@ class AudioLoop:
         return self._t0_s + (self._ep_base + endpointer_sample) / SAMPLE_RATE_HZ
 
     def _restart_endpointing(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
+        stream = self.utterance.restart()
+        if stream is not None:
             self._spawn(stream.aclose())
-        self.endpointer.reset()
         self._ep_base = self.samples
-        self._last_partial = ""
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -89,8 +87,8 @@ class AudioLoop:
 
     async def drain(self) -> None:
         """Wait for transcripts still being finalised (end of a file, shutdown)."""
-        if self._stream is not None and self.endpointer.in_speech:
-            for event in self.endpointer.end_now():
+        if self.utterance.transcribing and self.utterance.in_speech:
+            for event in self.utterance.end_now():
                 await self._on_vad(event)
         while self._finals:
             await asyncio.gather(*list(self._finals), return_exceptions=True)
@@ -106,13 +104,10 @@ class AudioLoop:
             return
         state = self.engine.state
         if state not in _HEARING and not (state in _ANSWERING and self.engine.barge_in_on_speech):
-            if self.endpointer.in_speech or self._stream is not None:
+            if self.utterance.in_speech or self.utterance.transcribing:
                 self._restart_endpointing()
             return
-        events = self.endpointer.process(frame)
-        if self._stream is not None:
-            self._stream.push(frame, self.endpointer.last_prob >= self.endpointer.cfg.threshold)
-        for event in events:
+        for event in self.utterance.push(frame):
             await self._on_vad(event)
         self._check_partial()
 
@@ -166,11 +161,9 @@ class AudioLoop:
             await self.engine.speech_started()
             if self.engine.state is not State.LISTENING:
                 return  # e.g. speech while idle: nothing to transcribe
-            self._stream = StreamingTranscription(self.stt)
-            if event.audio is not None and len(event.audio):
-                self._stream.push(event.audio, True)
+            self.utterance.begin(event)
             return
-        stream, self._stream = self._stream, None
+        stream = self.utterance.end()
         if stream is None:
             return
         speech_end_s = self._time_of(event.sample)
@@ -189,12 +182,9 @@ class AudioLoop:
         self.engine.utterance(text, speech_end_s=speech_end_s, endpoint_s=endpoint_s, transcript_s=transcript_s)
 
     def _check_partial(self) -> None:
-        if self._stream is None:
+        text = self.utterance.new_partial()
+        if text is None:
             return
-        partial = self._stream.partial()
-        if partial is None or partial.text == self._last_partial:
-            return
-        self._last_partial = partial.text
-        self.emit("transcript_partial", text=partial.text)
-        if self.engine.partial(partial.text):
-            self.endpointer.hint_complete()
+        self.emit("transcript_partial", text=text)
+        if self.engine.partial(text):
+            self.utterance.hint_complete()

@@ -93,6 +93,7 @@ class Endpointer:
         self.vad.reset()
         self.in_speech = False
         self.last_prob = 0.0
+        self.voiced = False         # this frame had voice, by the hysteresis below (what the streaming STT hears)
         self.complete_hint = False
         self._pos = 0               # samples consumed by the VAD windows so far
         self._history = np.zeros(0, dtype=np.int16)   # recent audio (pre-roll + run) while idle
@@ -123,7 +124,9 @@ class Endpointer:
         probs = self.vad.probs(frame)
         if probs:
             self.last_prob = max(probs)
+            self.voiced = False
         for p in probs:
+            self.voiced |= p >= self.cfg.threshold - (0.15 if self.in_speech else 0.0)
             w_start, self._pos = self._pos, self._pos + WINDOW_SAMPLES
             event = self._step(p, w_start, self._pos)
             if event:

@@ -1,0 +1,134 @@
+"""The utterance stage: endpointing (Silero) and streaming speech-to-text as one, fed a frame at a time.
+
+Why one stage: the device, `voxlens listen` and `voxlens bench speech` each glued the endpointer to
+`StreamingTranscription` by hand, and each decided "is this frame speech" its own way (the frame's
+highest probability against the start threshold) instead of with the endpointer's hysteresis, so
+the three could disagree on where a pause begins. Here the transcription hears the endpointer's own
+verdict, and every caller gets the same events and the same transcripts.
+
+The caller keeps the policy: it decides whether an utterance is transcribed (`begin`) and what a
+complete command means (`hint_complete`); the stage only pumps frames.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import AsyncIterable, AsyncIterator
+
+import numpy as np
+
+from device.audio import SAMPLE_RATE_HZ
+from device.stt import SpeechToText, StreamingTranscription, Transcript
+from device.vad import Endpointer, VadEvent
+from voxlens.timing import Timings, monotonic
+
+
+class UtteranceStage:
+    """Frames in; speech_start / speech_end events out; the utterance transcribed while it is spoken."""
+
+    def __init__(self, endpointer: Endpointer, stt: SpeechToText, *, prompt: str | None = None) -> None:
+        self.endpointer = endpointer
+        self.stt = stt
+        self.prompt = prompt
+        self._stream: StreamingTranscription | None = None
+        self._last_partial = ""
+
+    @property
+    def in_speech(self) -> bool:
+        return self.endpointer.in_speech
+
+    @property
+    def transcribing(self) -> bool:
+        return self._stream is not None
+
+    def push(self, frame: np.ndarray) -> list[VadEvent]:
+        """One frame through the endpointer; the utterance being transcribed hears it with the endpointer's verdict."""
+        events = self.endpointer.process(frame)
+        if self._stream is not None:
+            self._stream.push(frame, self.endpointer.voiced)
+        return events
+
+    def begin(self, start: VadEvent) -> None:
+        """Transcribe the utterance `start` opened, from its audio so far (pre-roll included)."""
+        self._stream = StreamingTranscription(self.stt, prompt=self.prompt)
+        self._last_partial = ""
+        if start.audio is not None and len(start.audio):
+            self._stream.push(start.audio, True)
+
+    def new_partial(self) -> str | None:
+        """The partial transcript when it changed since the last call, else None."""
+        partial = self._stream.partial() if self._stream is not None else None
+        if partial is None or partial.text == self._last_partial:
+            return None
+        self._last_partial = partial.text
+        return partial.text
+
+    def hint_complete(self) -> None:
+        """The words so far form a whole command: end on the shorter silence."""
+        self.endpointer.hint_complete()
+
+    def end(self) -> StreamingTranscription | None:
+        """Hand over the ended utterance's transcription (`await stream.finish()` for the final)."""
+        stream, self._stream = self._stream, None
+        return stream
+
+    def end_now(self) -> list[VadEvent]:
+        """End the utterance in progress at once (end of input)."""
+        return self.endpointer.end_now()
+
+    def restart(self) -> StreamingTranscription | None:
+        """Drop the utterance in progress and endpoint afresh; returns its transcription for the caller to `aclose()`."""
+        stream = self.end()
+        self.endpointer.reset()
+        self._last_partial = ""
+        return stream
+
+
+@dataclass
+class Utterance:
+    start_s: float
+    end_s: float
+    text: str
+    reason: str
+    timings: Timings = field(default_factory=Timings)
+    reused_partial: bool = False    # the final was the last partial: nothing left to transcribe after the end
+
+    def to_dict(self) -> dict:
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "text": self.text,
+                "end_reason": self.reason, "timings": self.timings.as_ms()}
+
+
+async def utterances(frames: AsyncIterable[np.ndarray], stage: UtteranceStage, *,
+                     streaming: bool = True) -> AsyncIterator[Utterance]:
+    """Each utterance in a frame source with its transcript. streaming=True transcribes while it is spoken
+    (as the device does); otherwise once it has ended. Timing `listen.end_to_text`: endpoint -> final text."""
+    start_sample = 0
+
+    async def final(ev: VadEvent) -> Utterance:
+        decided = monotonic()
+        stream = stage.end()
+        if stream is not None:
+            t: Transcript = await stream.finish()
+        else:
+            t = await asyncio.to_thread(stage.stt.transcribe, ev.audio, prompt=stage.prompt)
+        timings = Timings()
+        timings.records.extend(t.timings.records)
+        timings.add("listen.end_to_text", decided)
+        return Utterance(start_sample / SAMPLE_RATE_HZ, ev.sample / SAMPLE_RATE_HZ, t.text, ev.reason, timings,
+                         t.reused_partial)
+
+    try:
+        async for frame in frames:
+            for ev in stage.push(frame):
+                if ev.kind == "speech_start":
+                    start_sample = ev.sample
+                    if streaming:
+                        stage.begin(ev)
+                else:
+                    yield await final(ev)
+        for ev in stage.end_now():
+            yield await final(ev)
+    finally:
+        stream = stage.end()
+        if stream is not None:
+            await stream.aclose()

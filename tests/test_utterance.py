@@ -1,0 +1,86 @@
+"""The utterance stage (endpointing + streaming STT) on real recorded speech: the device, `voxlens listen`
+and the speech bench all go through it, so what it finds is what each of them finds."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from device.audio import SAMPLE_RATE_HZ, read_wav, split_frames
+from device.utterance import UtteranceStage, utterances
+from device.vad import Endpointer
+from voxlens.config import VadConfig
+
+CLIPS = ("speechbrain_harvard_spk1_snt1.wav", "speechbrain_harvard_spk1_snt4.wav")
+
+
+def words(text: str) -> set[str]:
+    return set(re.sub(r"[^a-z ]", " ", text.lower()).split())
+
+
+@pytest.fixture(scope="module")
+def recordings(shared_eval):
+    rows = dict(line.split("\t")[:3:2] for line in (shared_eval / "speech" / "manifest.tsv").read_text().splitlines()[1:])
+    return [(read_wav(shared_eval / "speech" / name), rows[name]) for name in CLIPS]
+
+
+async def frames_of(pcm: np.ndarray):
+    for frame in split_frames(pcm):
+        yield frame
+
+
+async def collect(stage: UtteranceStage, pcm: np.ndarray, streaming: bool):
+    return [u async for u in utterances(frames_of(pcm), stage, streaming=streaming)]
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_two_real_sentences_two_utterances(stt, silero, recordings, streaming):
+    gap = np.zeros(SAMPLE_RATE_HZ, np.int16)
+    pcm = np.concatenate([gap, recordings[0][0], gap, recordings[1][0], gap])
+    silero.reset()
+    found = await collect(UtteranceStage(Endpointer(VadConfig(), silero), stt), pcm, streaming)
+    assert [u.reason for u in found] == ["silence", "silence"], [u.to_dict() for u in found]
+    for u, (_, ref) in zip(found, recordings):
+        heard = words(u.text)
+        assert len(heard & words(ref)) >= len(words(ref)) - 2, (u.text, ref)   # tiny.en may slip a word
+        assert "listen.end_to_text" in u.timings.as_ms()
+    first_end = (len(gap) + len(recordings[0][0])) / SAMPLE_RATE_HZ
+    assert 0.9 < found[0].start_s < found[0].end_s <= first_end + 0.1 < found[1].start_s < found[1].end_s
+
+
+async def test_input_that_ends_mid_sentence_still_gives_its_words(stt, silero, recordings):
+    """A file (or a stream) that stops while someone is talking: the words so far are not lost."""
+    pcm, ref = recordings[0]
+    silero.reset()
+    cut = np.concatenate([np.zeros(SAMPLE_RATE_HZ // 2, np.int16), pcm[: int(0.8 * len(pcm))]])
+    found = await collect(UtteranceStage(Endpointer(VadConfig(), silero), stt), cut, streaming=True)
+    assert len(found) == 1 and found[0].reason == "end_now"
+    assert len(words(found[0].text) & words(ref)) >= 3, (found[0].text, ref)
+
+
+async def test_the_stream_hears_the_endpointers_own_verdict(stt, silero, shared_eval):
+    """Inside an utterance a frame is voice down to threshold - 0.15 (the endpointer's hysteresis), so the
+    streaming STT's early pass and the endpointer's silence count start at the same place."""
+    gap = np.zeros(SAMPLE_RATE_HZ // 2, np.int16)
+    pcm = np.concatenate([x for f in sorted((shared_eval / "speech").glob("pocketsphinx_*.wav")) for x in (gap, read_wav(f))])
+    silero.reset()
+    stage = UtteranceStage(Endpointer(VadConfig(), silero), stt)
+    verdicts, in_speech = [], []
+    for frame in split_frames(np.concatenate([pcm, np.zeros(SAMPLE_RATE_HZ, np.int16)])):
+        was = stage.in_speech
+        for ev in stage.push(frame):
+            if ev.kind == "speech_start":
+                stage.begin(ev)
+        verdicts.append((was, stage.endpointer.last_prob, stage.endpointer.voiced))
+        in_speech.append(stage.in_speech)
+    stream = stage.end()
+    if stream is not None:
+        await stream.aclose()
+    thr = VadConfig().threshold
+    assert any(in_speech) and not in_speech[-1]
+    # every frame whose best window clears the start threshold is voice, in speech or not
+    assert all(voiced for _, p, voiced in verdicts if p >= thr)
+    # inside speech, frames between threshold - 0.15 and threshold still count as voice (not a pause)
+    between = [voiced for was, p, voiced in verdicts if was and thr - 0.15 <= p < thr]
+    assert between and all(between)
