@@ -113,6 +113,21 @@ class TurnEngine:
             task.cancel()
 
     # ------------------------------------------------------------ inputs from the audio loop
+    @property
+    def hears_speech(self) -> bool:
+        """Does user speech matter now (to endpoint and transcribe, or to barge in over an answer)?
+
+        The engine's policy, asked by the audio loop for every frame: listening and the follow-up window
+        hear speech; an answer hears it only when speech may barge in; idle hears only the wake word."""
+        if self.state in (State.LISTENING, State.FOLLOW_UP):
+            return True
+        return self.state in (State.THINKING, State.SPEAKING) and self.barge_in_on_speech
+
+    @property
+    def transcribes(self) -> bool:
+        """Is an utterance that starts now transcribed (after speech_started() has moved the state)?"""
+        return self.state is State.LISTENING
+
     async def wake(self) -> None:
         """The wake word fired: start listening; during an answer this is a barge-in."""
         if self.state in (State.THINKING, State.SPEAKING):

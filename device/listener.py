@@ -15,7 +15,7 @@ from typing import AsyncIterable, Callable
 import numpy as np
 
 from device.audio import SAMPLE_RATE_HZ
-from device.engine import State, TurnEngine
+from device.engine import TurnEngine
 from device.stt import SpeechToText, StreamingTranscription
 from device.utterance import UtteranceStage
 from device.vad import Endpointer, VadEvent
@@ -25,8 +25,6 @@ from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
 
-_HEARING = (State.LISTENING, State.FOLLOW_UP)
-
 
 @dataclass
 class _SecondLook:
@@ -34,7 +32,6 @@ class _SecondLook:
 
     det: Detection
     frames_left: int
-_ANSWERING = (State.THINKING, State.SPEAKING)
 
 
 class AudioLoop:
@@ -102,8 +99,7 @@ class AudioLoop:
                 return
         if self._look is not None and await self._second_look():
             return
-        state = self.engine.state
-        if state not in _HEARING and not (state in _ANSWERING and self.engine.barge_in_on_speech):
+        if not self.engine.hears_speech:   # the engine's policy; this loop only pumps frames
             if self.utterance.in_speech or self.utterance.transcribing:
                 self._restart_endpointing()
             return
@@ -159,8 +155,8 @@ class AudioLoop:
         if event.kind == "speech_start":
             self.emit("speech_start", at_s=round((self._ep_base + event.sample) / SAMPLE_RATE_HZ, 3))
             await self.engine.speech_started()
-            if self.engine.state is not State.LISTENING:
-                return  # e.g. speech while idle: nothing to transcribe
+            if not self.engine.transcribes:
+                return
             self.utterance.begin(event)
             return
         stream = self.utterance.end()

@@ -154,6 +154,23 @@ async def test_early_endpoint_only_for_complete_commands_while_listening(tmp_pat
         assert [e["event"] for e in rig.events].count("endpoint_early") == 1
 
 
+async def test_the_engine_says_when_speech_matters(tmp_path: Path) -> None:
+    """The audio loop asks the engine, frame by frame, whether to endpoint speech: idle hears only the wake
+    word; listening hears and transcribes; speech over an answer is heard (to barge in) but not transcribed
+    until the barge-in has moved the engine back to listening."""
+    async with Rig(tmp_path, None) as rig:
+        assert (rig.engine.hears_speech, rig.engine.transcribes) == (False, False)
+        await rig.engine.wake()
+        assert (rig.engine.hears_speech, rig.engine.transcribes) == (True, True)
+        rig.engine._set(State.SPEAKING)
+        assert (rig.engine.hears_speech, rig.engine.transcribes) == (True, False)
+        rig.engine.barge_in_on_speech = False
+        assert rig.engine.hears_speech is False
+        rig.engine.barge_in_on_speech = True
+        await rig.engine.speech_started()
+        assert rig.engine.state is State.LISTENING and rig.engine.transcribes
+
+
 async def test_stop_and_repeat(tmp_path: Path) -> None:
     async with Rig(tmp_path, None) as rig:
         await rig.say("repeat that")
