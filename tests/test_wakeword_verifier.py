@@ -172,6 +172,11 @@ def test_eval_cli_scores_both_stages_on_real_audio_and_skips_bad_files(tmp_path:
     assert r["false_rejects"] == 0 and r["false_accepts"] == 0, (r["missed"], r["false_accept_texts"])
     row = next(x for x in r["sweep"] if x["threshold"] == 0.5)
     assert row["fa"] >= 5 and row["fa_verified"] == 0     # the first stage alone fires all the time
+    # the similarity bar swept on the same verdicts: stricter never keeps more speakers or lets more speech in
+    bars = r["bar_sweep"]
+    assert [b["bar"] for b in bars] == sorted(b["bar"] for b in bars) and len(bars) >= 5
+    assert all(x["frr"] <= y["frr"] and x["fa"] >= y["fa"] for x, y in zip(bars, bars[1:]))
+    assert bars[-1]["frr"] >= bars[0]["frr"] and bars[0]["fa"] >= bars[-1]["fa"]
     assert main(["wakeword", "eval", "--model", str(head), "--positives", str(pos),
                  "--negatives", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err

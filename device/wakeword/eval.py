@@ -25,6 +25,7 @@ from device.wakeword.frontend import FRAME_SAMPLES, FrontEnd
 logger = logging.getLogger(__name__)
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+BARS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)   # the STT verifier's similarity bar, swept at the threshold
 
 
 def read_wav_16k(path: str | Path) -> np.ndarray:
@@ -78,6 +79,7 @@ class EvalResult:
     positive_max_score_percentiles: dict[str, float] = field(default_factory=dict)
     negative_frame_score_percentiles: dict[str, float] = field(default_factory=dict)
     sweep: list[dict[str, float]] = field(default_factory=list)   # FRR and FA/h at other thresholds, both stages
+    bar_sweep: list[dict[str, float]] = field(default_factory=list)   # STT verifier: FRR and FA/h at other similarity bars
     missed: list[str] = field(default_factory=list)
     verifier_ms: dict[str, float] = field(default_factory=dict)  # cost per fire (p50/p90/max)
     false_accept_texts: list[str] = field(default_factory=list)  # what the STT verifier heard on accepted negatives
@@ -102,12 +104,16 @@ class _Fires:
         self.second_look_frames = second_look_frames
         self._verdicts: dict[tuple[int, int], object] = {}
 
-    def accepted(self, c: int, frame: int, threshold: float) -> bool:
-        """The verifier's decision on a fire, with the device's second look when the first says no."""
-        if self.verdict(c, frame).accepted:
+    def accepted(self, c: int, frame: int, threshold: float, bar: float | None = None) -> bool:
+        """The verifier's decision on a fire, with the device's second look when the first says no.
+        `bar`: decide by the verdict's score against this bar instead (a sweep without re-verifying)."""
+        def yes(v) -> bool:
+            return v.accepted if bar is None else v.score >= bar
+
+        if yes(self.verdict(c, frame)):
             return True
         again = second_look_frame(self.scores[c], frame, threshold, self.second_look_frames)
-        return again is not None and self.verdict(c, again).accepted
+        return again is not None and yes(self.verdict(c, again))
 
     def verdict(self, c: int, frame: int):
         key = (c, frame)
@@ -117,13 +123,13 @@ class _Fires:
             self._verdicts[key] = self.verify(self.clips[c][max(0, end - int(HISTORY_S * SAMPLE_RATE_HZ)):end], window)
         return self._verdicts[key]
 
-    def count(self, trigger: Trigger, verified: bool) -> tuple[int, list[int]]:
+    def count(self, trigger: Trigger, verified: bool, bar: float | None = None) -> tuple[int, list[int]]:
         """(number of fires, indices of clips with at least one) at this trigger, before or after verification."""
         total, hit = 0, []
         for c, s in enumerate(self.scores):
             fires = count_triggers(s, trigger)
             if verified and self.verify is not None:
-                fires = [f for f in fires if self.accepted(c, f, trigger.threshold)]
+                fires = [f for f in fires if self.accepted(c, f, trigger.threshold, bar)]
             total += len(fires)
             if fires:
                 hit.append(c)
@@ -190,6 +196,15 @@ def evaluate(model: str | Path, positives: list[Path], negatives: list[np.ndarra
             row |= {"frr_verified": round(m / n_pos, 4), "fa_per_hour_verified": round(f / hours, 3) if hours else 0.0,
                     "misses_verified": m, "fa_verified": f}
         sweep.append(row)
+    bar_sweep = []
+    if getattr(verifier, "kind", "") == "stt":
+        trig = Trigger(threshold, patience_frames, refractory)
+        for bar in BARS:
+            _, h = pos.count(trig, True, bar)
+            f, _ = neg.count(trig, True, bar)
+            bar_sweep.append({"bar": bar, "misses": len(positives) - len(h), "fa": f,
+                              "frr": round((len(positives) - len(h)) / n_pos, 4),
+                              "fa_per_hour": round(f / hours, 3) if hours else 0.0})
     hit_set = set(hit)
     result = EvalResult(
         model=str(model), threshold=threshold, patience_frames=patience_frames,
@@ -198,7 +213,7 @@ def evaluate(model: str | Path, positives: list[Path], negatives: list[np.ndarra
         verifier=getattr(verifier, "kind", "none"),
         positive_max_score_percentiles=_percentiles(np.array([s.max() if len(s) else 0.0 for s in pos_scores])),
         negative_frame_score_percentiles=_percentiles(np.concatenate(neg_scores) if neg_scores else np.zeros(0)),
-        sweep=sweep, missed=[p.name for i, p in enumerate(positives) if i not in hit_set],
+        sweep=sweep, bar_sweep=bar_sweep, missed=[p.name for i, p in enumerate(positives) if i not in hit_set],
     )
     if verifier is not None:
         ms = np.array([v.ms for v in pos.verdicts() + neg.verdicts()])
