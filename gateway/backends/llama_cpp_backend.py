@@ -4,6 +4,11 @@ Why a thread and a flag: generation is blocking C code, so it runs off the
 event loop; tokens cross back through the loop one by one, and a cancel flag
 checked between tokens stops generation within one token when the device
 barges in (closing the async iterator sets it).
+
+Why the KV cache is kept: on a CPU the first token waits for the prompt to be decoded. llama.cpp reuses
+the longest common token prefix with the previous prompt, the gateway lays prompts out stable-first
+(gateway/prompts.py) and decodes the system message at start-up (`warm`), and the state after each answer
+is kept (gateway/backends/llama_kv.py) so a conversation resumes after another device's turn.
 """
 from __future__ import annotations
 
@@ -13,12 +18,16 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from gateway.backends.base import BackendError, Capabilities, ChatRequest, Chunk
 
+if TYPE_CHECKING:
+    from gateway.backends.llama_kv import PromptUse
+
 log = logging.getLogger(__name__)
 _DONE = object()
+KV_CACHE_BYTES = 256 << 20  # kept KV states, oldest out first: ~85 turns of 250 tokens on the 0.5B model, ~8 on an 8B
 
 
 @dataclass
@@ -29,6 +38,10 @@ class GenerationStats:
     active: int = 0
     tokens_generated: int = 0
     cancelled: int = 0
+    prompt_tokens: int = 0            # all turns' prompts, summed
+    prompt_tokens_evaluated: int = 0  # of those, decoded (the rest was reused from the KV cache)
+    last_prompt: PromptUse | None = None  # the last generation's: prompt length, tokens decoded, restored?
+    kv_restores: int = 0              # prompts that restored a kept KV state
 
 
 def resolve_gguf(model: str) -> Path:
@@ -64,7 +77,9 @@ class LlamaCppBackend:
     def _load(self) -> Any:
         with self._load_lock:
             if self._llm is None:
-                from llama_cpp import Llama
+                from llama_cpp import LlamaRAMCache
+
+                from gateway.backends.llama_kv import KvLlama
 
                 log.info("loading %s", self.path)
                 try:
@@ -72,10 +87,15 @@ class LlamaCppBackend:
                     # every core, and its OpenMP threads spin-wait: on a 2-core box that also runs whisper and
                     # Piper, prompt reading fell to ~6 tokens/s (15 s for 90 tokens) vs ~65/s on one thread.
                     threads = self._cfg.threads or max(1, (os.cpu_count() or 2) // 2)
-                    self._llm = Llama(
+                    llm = KvLlama(
                         model_path=str(self.path), n_ctx=self._cfg.context_tokens,
                         n_threads=threads, n_threads_batch=threads, verbose=False,
                     )
+                    # after each answer the KV state is kept; a turn whose prompt shares a longer prefix with a
+                    # kept state than with the live cache (its conversation, after another device's turn)
+                    # restores it instead of decoding that prefix again
+                    llm.set_cache(LlamaRAMCache(capacity_bytes=KV_CACHE_BYTES))
+                    self._llm = llm
                 except (ValueError, RuntimeError) as exc:
                     raise BackendError(f"cannot load {self.path}: {exc}; the file may be truncated, re-run `voxlens models prepare`") from exc
             return self._llm
@@ -84,10 +104,24 @@ class LlamaCppBackend:
         """Load now (off the event loop) instead of on the first turn."""
         await asyncio.to_thread(self._load)
 
+    async def warm(self, messages: list[dict[str, Any]]) -> None:
+        """Decode a chat's prompt now, so the KV cache holds its prefix (the system message) before the first turn:
+        llama.cpp reuses the longest common prefix, and the first user then pays only for what follows it."""
+        async with self._gen_lock:
+            await asyncio.to_thread(self._warm, messages)
+
+    def _warm(self, messages: list[dict[str, Any]]) -> None:
+        llm = self._load()
+        llm.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0)
+        log.info("warmed the KV cache with a %d-token prompt", llm.n_tokens)
+
     def _generate(self, request: ChatRequest, emit, cancel: threading.Event) -> None:
         llm = self._load()
         produced = 0
         finish = "stop"
+        counting = hasattr(llm, "start_counting")
+        if counting:
+            llm.start_counting()
         try:
             for part in llm.create_chat_completion(
                 messages=request.messages, max_tokens=request.max_tokens,
@@ -107,8 +141,21 @@ class LlamaCppBackend:
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting side, which raises it
             emit(BackendError(f"llama.cpp generation failed: {exc}"))
             return
+        finally:
+            if counting:
+                self._count_prompt(llm.prompt_use)
         tokens_total = int(getattr(llm, "n_tokens", 0) or 0)
         emit(Chunk(finish_reason=finish, tokens_in=max(tokens_total - produced, 0), tokens_out=produced))
+
+    def _count_prompt(self, use: PromptUse | None) -> None:
+        if use is None:  # cancelled or failed before the prompt was decoded
+            return
+        self.stats.last_prompt = use
+        self.stats.kv_restores += use.restored
+        self.stats.prompt_tokens += use.prompt_tokens
+        self.stats.prompt_tokens_evaluated += use.evaluated
+        log.debug("prompt %d tokens, %d decoded, %d reused from the KV cache%s", use.prompt_tokens, use.evaluated,
+                  use.reused, " (restored)" if use.restored else "")
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
