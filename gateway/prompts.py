@@ -1,4 +1,11 @@
-"""The few prompts the gateway sends. Tool results always travel as quoted data, never as instructions."""
+"""The few prompts the gateway sends. Tool results always travel as quoted data, never as instructions.
+
+Layout, for the KV cache: llama.cpp (and vLLM's prefix cache) reuse the longest common token prefix of the
+previous prompt, so every chat starts with the same system message for a device, then the conversation,
+and only then what changes from turn to turn (the tool instructions, the question, a result to phrase).
+A turn that put those earlier, or changed the first system message, made the next turn decode the whole
+conversation again (measured by `voxlens bench first-token`).
+"""
 from __future__ import annotations
 
 import json
@@ -9,7 +16,7 @@ from gateway.tools.base import ToolResult
 
 SYSTEM = ("You are VoxLens, a voice assistant. Answer in one or two short spoken sentences. "
           "No lists, no markdown, no code.")
-TOOLS_IN_TEXT = (" Only if the question needs live weather or the time in a city, reply with nothing but JSON: "
+TOOLS_IN_TEXT = ("Only if the question needs live weather or the time in a city, reply with nothing but JSON: "
                  '{"name": TOOL, "arguments": {...}} where TOOL is weather(city, day: now|today|tomorrow) or time(city).')
 TOOL_CUES = re.compile(r"\b(weather|forecast|temperature|rain|snow|time|date|convert|calculate|plus|minus|times|"
                        r"divided|percent|km|miles|search)\b", re.I)
@@ -20,10 +27,22 @@ def needs_tools(text: str) -> bool:
     return bool(TOOL_CUES.search(text))
 
 
-def system_prompt(place: str, time_zone: str, tools_in_text: bool) -> str:
+PHRASE = "Say this as one short, friendly spoken sentence. Keep every number: "
+
+
+def system_prompt(place: str, time_zone: str) -> str:
+    """The first message: the same for every turn of a device, so its KV cache is reused."""
     where = f" The user is in {place}." if place else ""
     zone = f" Their time zone is {time_zone}." if time_zone else ""
-    return SYSTEM + where + zone + (TOOLS_IN_TEXT if tools_in_text else "")
+    return SYSTEM + where + zone
+
+
+def chat(system: str, history: list[dict[str, Any]], turn: list[dict[str, Any]],
+         instructions: str = "") -> list[dict[str, Any]]:
+    """Stable first, changing last: the device's system message, the conversation, then this turn's own
+    instructions (a second system message) and messages."""
+    extra = [{"role": "system", "content": instructions}] if instructions else []
+    return [{"role": "system", "content": system}, *history, *extra, *turn]
 
 
 def tool_data(result: ToolResult) -> str:
@@ -37,13 +56,16 @@ def tool_followup(result: ToolResult) -> dict[str, Any]:
         "Using only this data, answer my question in one short spoken sentence.")}
 
 
-def phrase_messages(question: str, result: ToolResult) -> list[dict[str, Any]]:
-    """Short on purpose: on a CPU the prompt dominates time to first token. The summary is built from the
-    tool's data by our own template, so no text from the remote service reaches the model as an instruction."""
-    return [
-        {"role": "system", "content": "Rephrase as one short, friendly spoken sentence. Keep every number."},
-        {"role": "user", "content": result.summary},
-    ]
+def warm_chat() -> list[dict[str, Any]]:
+    """A chat to decode at start-up: its system message is the prefix every device's first message shares."""
+    return chat(system_prompt("", ""), [], [{"role": "user", "content": "Hello."}])
+
+
+def phrase_turn(result: ToolResult) -> list[dict[str, Any]]:
+    """The message that asks the model to phrase a tool's facts, after the device's system message (see `chat`),
+    so only these few tokens are decoded. The summary is built from the tool's data by
+    our own template, so no text from the remote service reaches the model as an instruction."""
+    return [{"role": "user", "content": PHRASE + result.summary}]
 
 
 def phrase_ok(text: str, result: ToolResult) -> bool:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import messages as msg
+from gateway import prompts
 from gateway.admission import TierQueue
 from gateway.auth import AuthError, Authenticator, server_credentials
 from gateway.backends import make_backend
@@ -279,6 +280,8 @@ async def start_gateway(cfg, tools, router, *, port: int | None = None,
     small = backends.get(SMALL)
     if small is not None and hasattr(small, "load"):
         await small.load()  # load once, now, not on the first user's turn
+    if small is not None and hasattr(small, "warm"):
+        await small.warm(prompts.warm_chat())  # the system message is in the KV cache before the first turn
     metrics = GatewayMetrics()
     toolbox = Toolbox(tools)
     breaker = CircuitBreaker(BIG, router.breaker_failures, router.breaker_reset_s, clock=clock)

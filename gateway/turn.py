@@ -242,7 +242,9 @@ class TurnRunner:
 
     async def _phrase_on(self, ctx: TurnContext, tier: str, backend: Backend, result: ToolResult) -> str:
         ctx.tier = tier
-        request = ChatRequest(prompts.phrase_messages(ctx.query.text, result), max_tokens=PHRASE_MAX_TOKENS, temperature=0.0)
+        # no conversation: with it the small model repeated the previous answer before the facts
+        request = ChatRequest(self._messages(ctx, backend, prompts.phrase_turn(result), with_history=False),
+                              max_tokens=PHRASE_MAX_TOKENS, temperature=0.0)
         parts: list[str] = []
         try:
             with ctx.timings.measure("phrase"):
@@ -262,15 +264,22 @@ class TurnRunner:
         return text if prompts.phrase_ok(text, result) else result.summary
 
     # ------------------------------------------------------------------ free-form questions
+    def _messages(self, ctx: TurnContext, backend: Backend, turn: list[dict[str, Any]],
+                  instructions: str = "", with_history: bool = True) -> list[dict[str, Any]]:
+        """The chat, laid out for the KV cache (see gateway/prompts.py): the device's system message and the
+        conversation first, this turn's instructions and messages last."""
+        q = ctx.query
+        place = q.context.location.place_name if q.context.HasField("location") else ""
+        history = (self.memory.history(q.conversation_id, include_private=backend.capabilities.local)
+                   if with_history else [])
+        return prompts.chat(prompts.system_prompt(place, q.context.time_zone), history, turn, instructions)
+
     def _request(self, ctx: TurnContext, backend: Backend, extra: list[dict[str, Any]] | None = None) -> ChatRequest:
         q = ctx.query
         wants_tools = prompts.needs_tools(q.text)
         native = wants_tools and backend.capabilities.tool_calls
-        place = q.context.location.place_name if q.context.HasField("location") else ""
-        system = prompts.system_prompt(place, q.context.time_zone, tools_in_text=wants_tools and not native)
-        history = self.memory.history(q.conversation_id, include_private=backend.capabilities.local)
-        messages = [{"role": "system", "content": system}, *history,
-                    {"role": "user", "content": q.text}, *(extra or [])]
+        instructions = prompts.TOOLS_IN_TEXT if wants_tools and not native else ""
+        messages = self._messages(ctx, backend, [{"role": "user", "content": q.text}, *(extra or [])], instructions)
         max_tokens = max(backend.max_tokens, TOOL_CALL_MIN_TOKENS) if wants_tools and not extra else backend.max_tokens
         tools = self.toolbox.schemas() if native and not extra else None
         return ChatRequest(messages, max_tokens=max_tokens, temperature=backend.temperature, tools=tools)
