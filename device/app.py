@@ -17,7 +17,7 @@ from device.actions import DeviceActions
 from device.client import AssistantClient
 from device.client_events import ERROR_SPOKEN, OFFLINE_SPOKEN, TIMEOUT_SPOKEN
 from device.commands import load_grammar
-from device.engine import State, TurnEngine, TurnRecord
+from device.engine import Asker, State, TurnEngine, TurnRecord
 from device.listener import AudioLoop
 from device.platform import LocalPlatform
 from device.stt import SpeechToText
@@ -75,12 +75,16 @@ class DeviceRun:
 
 
 async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np.ndarray], sink: Sink, *,
-                     emit: Callable[[dict], None] | None = None, linger_s: float = 15.0) -> DeviceRun:
-    """Run the device until the source ends, then let the last turn and pending timers finish (at most linger_s)."""
+                     emit: Callable[[dict], None] | None = None, linger_s: float = 15.0,
+                     asker: Asker | None = None) -> DeviceRun:
+    """Run the device until the source ends, then let the last turn and pending timers finish (at most linger_s).
+
+    asker: who answers what is not a device command, used as `async with asker:` (default: the gateway's
+    gRPC client; the Wyoming satellite passes its Home Assistant pipeline link)."""
     models.wake.reset()
     models.vad.reset()
     platform = LocalPlatform(cfg.device.media_dir, on_timer=lambda t: engine.timer_fired(t))
-    client = AssistantClient(cfg.device, status=platform)
+    client = asker if asker is not None else AssistantClient(cfg.device, status=platform)
     speaker = VoiceOutput(models.tts, sink, prepared=models.prepared)
     preparing = asyncio.create_task(speaker.prepare(list(PREPARED_LINES)))
     engine = TurnEngine(cfg.device, grammar=load_grammar(cfg.device.language),

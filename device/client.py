@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import AsyncIterator, Protocol
 
 import grpc
+import numpy as np
 
 from device.client_events import (ClientConfigError, ClientError, GatewayError, GatewayEvent, GatewayUnavailable,
                                   TurnEndEvent, TurnTimeout, event_from_proto)
@@ -290,9 +291,10 @@ class AssistantClient:
             query.intent.CopyFrom(understanding.intent.to_proto())
         return query
 
-    async def ask(self, query: Understanding | str, *, turn_id: str | None = None,
-                  timeout_s: float | None = None) -> AsyncIterator[GatewayEvent]:
-        """Send one Query and yield its events until TurnEnd.
+    async def ask(self, query: Understanding | str, *, turn_id: str | None = None, timeout_s: float | None = None,
+                  audio: np.ndarray | None = None) -> AsyncIterator[GatewayEvent]:
+        """Send one Query and yield its events until TurnEnd (the engine's Asker; the gateway takes the words,
+        so the utterance's `audio` is not sent).
 
         Raises GatewayUnavailable (fast) when the gateway cannot be reached, TurnTimeout past the
         per-turn deadline (after sending Cancel), GatewayError for a typed Error. Leaving the loop

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from protos import assistant_pb2 as pb
 from protos.enums import FINISH_NAMES, PHASE_NAMES, TIER_NAMES, name
 
@@ -52,7 +54,27 @@ class TurnEndEvent:
     timings_ms: dict[str, float] = field(default_factory=dict)  # the gateway's own stages
 
 
+@dataclass(frozen=True)
+class AudioEvent:
+    """Answer audio to play as it is: an asker whose server speaks for itself (a Wyoming pipeline's TTS)."""
+
+    turn_id: str
+    pcm: np.ndarray  # int16 mono
+    rate_hz: int
+    at_s: float
+
+
+@dataclass(frozen=True)
+class AnswerTextEvent:
+    """The words the answer's audio says: kept as the turn's answer (and for "repeat that"), not spoken again."""
+
+    turn_id: str
+    text: str
+    at_s: float
+
+
 GatewayEvent = RouteEvent | ToolEvent | TextEvent | TurnEndEvent
+AskEvent = GatewayEvent | AudioEvent | AnswerTextEvent  # what any asker yields (device/engine.py's Asker)
 
 
 class ClientError(Exception):

@@ -18,11 +18,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import AsyncIterable, AsyncIterator, Callable, Protocol
 
+import numpy as np
+
 from device.actions import DeviceActions, timer_done_phrase
 from device.platform import Timer
-from device.client import AssistantClient
-from device.client_events import (OFFLINE_SPOKEN, ClientError, GatewayUnavailable, RouteEvent, TextEvent, ToolEvent,
-                                  TurnEndEvent, TurnTimeout)
+from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AskEvent, AudioEvent, ClientError,
+                                  GatewayUnavailable, RouteEvent, TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
 from device.commands import Grammar, Understanding
 from voxlens.config import DeviceConfig
 from voxlens.timing import Clock, Timings, monotonic
@@ -45,7 +46,21 @@ class Speaker(Protocol):
 
     async def earcon(self, name: str) -> None: ...
     async def speak(self, text: str | AsyncIterable[str], on_first_audio: Callable[[], None] | None = None) -> None: ...
+    async def play(self, audio: AsyncIterable[tuple[np.ndarray, int]],
+                   on_first_audio: Callable[[], None] | None = None) -> None: ...
     def stop(self) -> None: ...
+
+
+class Asker(Protocol):
+    """Whoever answers what the device cannot: the gateway's gRPC client, or a Wyoming pipeline (satellite).
+
+    ask() yields typed events until the turn ends and raises ClientError (with a spoken line) when it
+    cannot; `audio` is the utterance (16 kHz int16) for askers that take speech rather than words."""
+
+    def new_turn_id(self) -> str: ...
+    def ask(self, query: Understanding, *, turn_id: str | None = None,
+            audio: np.ndarray | None = None) -> AsyncIterator[AskEvent]: ...
+    def cancel(self, turn_id: str) -> bool: ...
 
 
 @dataclass
@@ -68,7 +83,7 @@ class TurnRecord:
 
 class TurnEngine:
     def __init__(self, cfg: DeviceConfig, *, grammar: Grammar, actions: DeviceActions, speaker: Speaker,
-                 client: AssistantClient | None = None, emit: Callable[[dict], None] | None = None,
+                 client: Asker | None = None, emit: Callable[[dict], None] | None = None,
                  clock: Clock = monotonic, barge_in_on_speech: bool = True) -> None:
         self.cfg = cfg
         self.grammar, self.actions, self.speaker, self.client = grammar, actions, speaker, client
@@ -156,11 +171,12 @@ class TurnEngine:
         return complete
 
     def utterance(self, text: str, *, speech_end_s: float | None = None, endpoint_s: float | None = None,
-                  transcript_s: float | None = None) -> asyncio.Task | None:
+                  transcript_s: float | None = None, audio: np.ndarray | None = None) -> asyncio.Task | None:
         """A final transcript. Starts the turn and returns its task (the audio loop keeps running for barge-in).
 
         speech_end_s / endpoint_s / transcript_s: monotonic times of the last voiced sample, of the endpoint
-        decision and of the final transcript, for the per-turn waterfall.
+        decision and of the final transcript, for the per-turn waterfall. audio: the utterance (16 kHz int16),
+        handed to the asker when the turn is not a device command.
         """
         if self.state not in (State.LISTENING, State.FOLLOW_UP):
             self.emit("ignored", text=text, state=self.state.value)
@@ -172,7 +188,7 @@ class TurnEngine:
             if at_s is not None:
                 record.timings.add(stage, origin_s, at_s)
         self._set(State.THINKING, "utterance")
-        self._turn_task = asyncio.get_running_loop().create_task(self._run_turn(record, origin_s))
+        self._turn_task = asyncio.get_running_loop().create_task(self._run_turn(record, origin_s, audio))
         return self._turn_task
 
     async def timer_fired(self, timer: Timer) -> None:
@@ -211,7 +227,7 @@ class TurnEngine:
             await asyncio.gather(self._turn_task, return_exceptions=True)
 
     # ------------------------------------------------------------ a turn
-    async def _run_turn(self, record: TurnRecord, origin_s: float) -> None:
+    async def _run_turn(self, record: TurnRecord, origin_s: float, audio: np.ndarray | None = None) -> None:
         self.turns.append(record)
         try:
             understanding = self.grammar.understand(record.text)
@@ -229,7 +245,7 @@ class TurnEngine:
             if understanding.command is not None:
                 finished = await self._run_command(understanding, record, origin_s)
             else:
-                finished = await self._ask(understanding, record, origin_s)
+                finished = await self._ask(understanding, record, origin_s, audio)
             self._set(State.FOLLOW_UP if finished else State.IDLE, "answered")
         except asyncio.CancelledError:
             record.outcome = "cancelled"
@@ -270,15 +286,19 @@ class TurnEngine:
             record.outcome = "error"
         return True
 
-    async def _ask(self, understanding: Understanding, record: TurnRecord, origin_s: float) -> bool:
+    async def _ask(self, understanding: Understanding, record: TurnRecord, origin_s: float,
+                   audio: np.ndarray | None = None) -> bool:
         if self.client is None:
             record.outcome = "offline"
             await self._say_error(OFFLINE_SPOKEN, record, origin_s)
             return False
         self._turn_id = turn_id = self.client.new_turn_id()
         deltas: asyncio.Queue[str | None] = asyncio.Queue()
+        sound: asyncio.Queue[tuple[np.ndarray, int] | None] = asyncio.Queue()  # answer audio from the asker
         speaking: asyncio.Task | None = None
         filler: asyncio.Task | None = None
+        playing: asyncio.Task | None = None
+        spoken_text = ""
         mark = self._first_audio(record, origin_s)
         parts: list[str] = []
 
@@ -286,13 +306,17 @@ class TurnEngine:
             while (delta := await deltas.get()) is not None:
                 yield delta
 
+        async def sounds() -> AsyncIterator[tuple[np.ndarray, int]]:
+            while (chunk := await sound.get()) is not None:
+                yield chunk
+
         async def speak_after_filler() -> None:
             if filler is not None:
                 await filler
             await self.speaker.speak(stream(), on_first_audio=mark)
 
         try:
-            async for event in self.client.ask(understanding, turn_id=turn_id):
+            async for event in self.client.ask(understanding, turn_id=turn_id, audio=audio):
                 if isinstance(event, RouteEvent):
                     record.route = f"{event.tier}:{event.model}"
                     record.timings.add("route", origin_s, event.at_s)
@@ -310,11 +334,19 @@ class TurnEngine:
                         speaking = asyncio.create_task(speak_after_filler())
                     parts.append(event.text)
                     deltas.put_nowait(event.text)
+                elif isinstance(event, AudioEvent):
+                    if playing is None:
+                        record.timings.add("first_token", origin_s, event.at_s)  # the answer's first output
+                        self._set(State.SPEAKING, "answer audio")
+                        playing = asyncio.create_task(self.speaker.play(sounds(), on_first_audio=mark))
+                    sound.put_nowait((event.pcm, event.rate_hz))
+                elif isinstance(event, AnswerTextEvent):
+                    spoken_text = event.text
                 elif isinstance(event, TurnEndEvent):
                     self.emit("turn_end", turn_id=turn_id, finish_reason=event.finish_reason,
                               tokens_out=event.tokens_out, gateway_timings_ms=event.timings_ms)
         except asyncio.CancelledError:
-            for task in (filler, speaking):
+            for task in (filler, speaking, playing):
                 if task is not None:
                     task.cancel()
             raise
@@ -323,18 +355,20 @@ class TurnEngine:
             record.outcome = ("offline" if isinstance(exc, GatewayUnavailable) else
                               "timeout" if isinstance(exc, TurnTimeout) else "error")
             deltas.put_nowait(None)
-            for task in (filler, speaking):
+            sound.put_nowait(None)
+            for task in (filler, speaking, playing):
                 if task is not None:
                     await task
             await self._say_error(exc.spoken, record, origin_s)
             return False
         finally:
             deltas.put_nowait(None)
+            sound.put_nowait(None)
             self._turn_id = ""
-        for task in (filler, speaking):
+        for task in (filler, speaking, playing):
             if task is not None:
                 await task
-        record.answer = "".join(parts).strip()
+        record.answer = ("".join(parts) or spoken_text).strip()
         if record.answer:
             self._last_answer = record.answer
         return True

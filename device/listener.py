@@ -175,7 +175,8 @@ class AudioLoop:
         self.emit("transcript_final", text=text, language=transcript.language, timings_ms=transcript.timings.as_ms())
         if not text:
             return
-        self.engine.utterance(text, speech_end_s=speech_end_s, endpoint_s=endpoint_s, transcript_s=transcript_s)
+        self.engine.utterance(text, speech_end_s=speech_end_s, endpoint_s=endpoint_s, transcript_s=transcript_s,
+                              audio=stream.audio)
 
     def _check_partial(self) -> None:
         text = self.utterance.new_partial()

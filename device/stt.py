@@ -220,6 +220,11 @@ class StreamingTranscription:
     def partial(self) -> Transcript | None:
         return self._latest
 
+    @property
+    def audio(self) -> np.ndarray:
+        """Every sample pushed so far (pre-roll included): the utterance, for an asker that takes speech."""
+        return self._audio().copy()
+
     def _audio(self) -> np.ndarray:
         with self._cond:
             if len(self._chunks) > 1:

@@ -75,6 +75,19 @@ class VoiceOutput:
                     on_first_audio = None
                 await self.sink.play(pcm, self.rate_hz)
 
+    async def play(self, audio: AsyncIterable[tuple[np.ndarray, int]],
+                   on_first_audio: Callable[[], None] | None = None) -> None:
+        """Play answer audio that arrives already spoken, as (pcm, rate_hz) chunks (a Wyoming pipeline's TTS)."""
+        generation = self._generation
+        async with self._lock:
+            async for pcm, rate_hz in audio:
+                if generation != self._generation:
+                    break
+                if on_first_audio is not None:
+                    on_first_audio()
+                    on_first_audio = None
+                await self.sink.play(pcm, rate_hz)
+
     def stop(self) -> None:
         """Barge-in: no new chunk is synthesized or played after this returns."""
         self._generation += 1
