@@ -79,6 +79,37 @@ def speak_16k(tts):
         return cache[text]
 
     return speak
+@pytest.fixture(scope="session")
+def device_models(stt, tts, silero):
+    """The whole device's models as run_device takes them: the shipped wake-word heads, each with its verifier."""
+    from device.app import DeviceModels, load_verifiers
+    from device.wakeword import WakeWordDetector
+    from voxlens.config import load
+
+    cfg = load()
+    wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
+                            cfg.wakeword.refractory_s)
+    verifiers = load_verifiers(cfg, wake, stt)
+    assert set(verifiers) == set(wake.names)   # the shipped defaults: every head confirmed by its verifier
+    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake, verifiers=verifiers)
+
+
+@pytest.fixture(scope="session")
+def user_speak():
+    """The user's voice (hibari), not the assistant's (Piper): text -> 16 kHz int16, cached per session."""
+    from device.demo import user_voice
+
+    cache: dict[str, "object"] = {}
+    speak = user_voice()
+
+    def say(text: str):
+        if text not in cache:
+            cache[text] = speak(text)
+        return cache[text]
+
+    return say
+
+
 # ---------------------------------------------------------------- gateway (issue 4)
 @pytest.fixture(scope="session")
 def small_gguf() -> Path:

@@ -26,36 +26,6 @@ WAKE = "Hey vox lens."
 
 
 @pytest.fixture(scope="session")
-def device_models(stt, tts, silero) -> DeviceModels:
-    from device.app import load_verifiers
-    from device.wakeword import WakeWordDetector
-    from voxlens.config import load
-
-    cfg = load()
-    wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
-                            cfg.wakeword.refractory_s)
-    verifiers = load_verifiers(cfg, wake, stt)
-    assert set(verifiers) == set(wake.names)   # the shipped defaults: every head confirmed by its verifier
-    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake, verifiers=verifiers)
-
-
-@pytest.fixture(scope="session")
-def user_speak():
-    """The user's voice (hibari), not the assistant's (Piper)."""
-    from device.demo import user_voice
-
-    cache: dict[str, np.ndarray] = {}
-    speak = user_voice()
-
-    def say(text: str) -> np.ndarray:
-        if text not in cache:
-            cache[text] = speak(text)
-        return cache[text]
-
-    return say
-
-
-@pytest.fixture(scope="session")
 async def gateway(small_backend, open_meteo):
     from gateway.server import start_gateway
 
