@@ -34,7 +34,7 @@ from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AudioEvent, G
 from device.commands import Understanding
 from device.wyoming.satellite import NOT_HEARD_SPOKEN, TIER, PipelineLink, run_satellite, satellite_info
 from device.wyoming.server import WyomingServer
-from tests.test_e2e import Until, UserSource, _script, turns_ended
+from tests.test_e2e import Until, UserSource, _script, speaking, turns_ended
 from voxlens.config import Config, DeviceConfig
 
 session_loop = pytest.mark.asyncio(loop_scope="session")  # the session's models and fixtures live on its loop
@@ -68,8 +68,8 @@ class HomeAssistant:
     drop_first: close the connection after the first pipeline's audio (the network gone mid-turn),
     then connect again and go on, as Home Assistant's integration does."""
 
-    def __init__(self, stt, tts, *, drop_first: bool = False) -> None:
-        self.stt, self.tts, self.drop_first = stt, tts, drop_first
+    def __init__(self, stt, tts, *, drop_first: bool = False, answer: str = ANSWER) -> None:
+        self.stt, self.tts, self.drop_first, self.answer = stt, tts, drop_first, answer
         self.heard: list[str] = []            # what each pipeline's STT transcribed
         self.info: Info | None = None
         self.played = asyncio.Event()
@@ -115,8 +115,8 @@ class HomeAssistant:
         text = (await asyncio.to_thread(self.stt.transcribe, pcm)).text
         self.heard.append(text)
         await client.write_event(Transcript(text=text).event())
-        await client.write_event(Synthesize(text=ANSWER).event())
-        speech = await asyncio.to_thread(self.tts.synthesize, ANSWER)
+        await client.write_event(Synthesize(text=self.answer).event())
+        speech = await asyncio.to_thread(self.tts.synthesize, self.answer)
         for event in _audio_events(speech, self.tts.sample_rate_hz):
             await client.write_event(event)
 
@@ -199,6 +199,27 @@ async def test_a_dropped_home_assistant_gives_the_offline_line_and_the_satellite
     assert _of(events, "satellite_disconnected"), "the satellite did not notice the drop"
     heard = _words(_heard(stt, sink))
     assert "reach" in heard and {"apples", "bread"} <= heard, heard
+
+
+@session_loop
+async def test_the_wake_word_over_home_assistants_answer_stops_it_and_the_device_goes_on(
+        tmp_path, device_models, user_speak, stt, tts):
+    long_answer = ("Your shopping list has apples, bread, milk, eggs, butter, cheese, tomatoes, onions, rice, pasta, "
+                   "coffee and tea, and you wanted to remember the batteries for the kitchen clock.")
+    ha = HomeAssistant(stt, tts, answer=long_answer)
+    script = _script(user_speak, 0.5, _running(1), WAKE, 0.3, QUESTION, speaking(), 0.5,
+                     WAKE, 0.3, COMMAND, turns_ended(2), 0.5)
+    events, sink, run = await _satellite(tmp_path, device_models, ha, script)
+
+    interrupted, command = _of(events, "turn")
+    assert interrupted["route"].startswith(f"{TIER}:") and interrupted["outcome"] == "cancelled", interrupted
+    assert _of(events, "barge_in")
+    assert command["route"] == "device" and command["outcome"] == "ok" and run.platform.volume() == 20
+    assert len(ha.heard) == 1
+    heard = _words(_heard(stt, sink))
+    assert "batteries" not in heard, f"the interrupted answer played on to its end: {heard}"
+    async with asyncio.timeout(HANG_GUARD_S):
+        await ha.played.wait()   # an interrupted answer is over too, for Home Assistant
 
 
 # ---------------------------------------------------------------- the link alone (no models)

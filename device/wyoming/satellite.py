@@ -116,7 +116,7 @@ class PipelineLink:
         self._emit = emit or (lambda event: None)
         self._conn: SatelliteHandler | None = None   # the connection that said RunSatellite
         self._turn: _Turn | None = None
-        self._answered: SatelliteHandler | None = None   # got answer audio: owed a Played once it has been played
+        self._answered: SatelliteHandler | None = None   # sent answer audio: owed a Played when the turn is over
         self._writes: set[asyncio.Task] = set()
 
     def emit(self, event: str, **fields: object) -> None:
@@ -261,6 +261,7 @@ class PipelineLink:
             elif Synthesize.is_type(event.type):
                 yield AnswerTextEvent(turn.turn_id, Synthesize.from_event(event).text, now_s)
             elif AudioStart.is_type(event.type):
+                self._answered = turn.conn   # played to its end or cut by barge-in, the answer owes a Played
                 timings.setdefault("pipeline.first_audio", round((now_s - sent_s) * 1000, 1))
                 start = AudioStart.from_event(event)
                 converter = AudioChunkConverter(rate=start.rate, width=2, channels=1)
@@ -270,7 +271,6 @@ class PipelineLink:
                 pcm = np.frombuffer(converter.convert(chunk).audio, dtype=np.int16)
                 yield AudioEvent(turn.turn_id, pcm, converter.rate, now_s)
             elif AudioStop.is_type(event.type):
-                self._answered = turn.conn
                 yield TurnEndEvent(turn.turn_id, "stop", 0, 0, now_s, timings)
                 return
 
