@@ -79,7 +79,7 @@ class WakewordConfig:
     patience_frames: int = 1
     refractory_s: float = 2.0
     verifier: str = "stt"    # confirm each fire before waking: stt (Whisper + phoneme match), head (<head>.verifier.onnx), none
-    verifier_min_similarity: float = 0.65  # stt: share of the phrase's phonemes the transcript must hold
+    verifier_min_similarity: float = 0.75  # stt: share of the phrase's phonemes the transcript must hold
     verifier_window_s: float = 3.0         # stt: seconds of audio before the fire it transcribes (2 s cut slow speakers)
     second_look_s: float = 0.4             # a rejected fire is verified again once the first stage's score falls, within this
     verifier_threshold: float = 0.5        # head: the second head's score to accept

@@ -14,6 +14,9 @@ from functools import lru_cache
 
 _SKIP = set("ˈˌːˑ‿|.,;:!?¡¿-—–'\"()[] ")
 _VOWELS = set("aeiouæɑɒɐəɚɛɜɝɞɤɪɨʉʊʌɔøœyɯɵɘɶ")
+# Consonants that differ only in voicing ("Chervis" for "Jervis", "s" for "z"): accents, devoicing at the
+# end of words and a small ASR model all swap them, so they cost half, like two vowels.
+_VOICING_PAIRS = {frozenset(p) for p in ("pb", "td", "kg", "fv", "sz", "ʃʒ", "θð")}
 _lock = threading.Lock()   # espeak-ng keeps global state; Piper shares it
 
 
@@ -25,18 +28,26 @@ def _phonemizer():
 
 
 def phonemes(text: str, voice: str = "en-us") -> tuple[str, ...]:
-    """Text -> phoneme symbols (IPA codepoints, no stress, length, spaces or punctuation)."""
+    """Text -> phoneme symbols (IPA codepoints, no stress, length, spaces or punctuation).
+
+    American English's stressed r-coloured vowel (NURSE: "her", "Jervis") is written ɜ by espeak-ng
+    with its r left implicit, while every other rhotic vowel carries an explicit ɹ (ɑɹ, ɪɹ, ɔɹ): the r is
+    written out so that "Jervis" and "Jarvis" differ by one vowel, not by a vowel and a missing ɹ."""
     text = " ".join(text.split())
     if not text:
         return ()
     with _lock:
         sentences = _phonemizer().phonemize(voice, text)
-    out = []
+    out: list[str] = []
     for sentence in sentences:
         for ch in sentence:
             if ch in _SKIP or unicodedata.combining(ch):
                 continue
+            if out and out[-1] == "ɜ" and ch != "ɹ" and voice == "en-us":
+                out.append("ɹ")
             out.append(ch)
+    if out and out[-1] == "ɜ" and voice == "en-us":
+        out.append("ɹ")
     return tuple(out)
 
 
@@ -45,6 +56,8 @@ def _sub_cost(a: str, b: str) -> float:
         return 0.0
     if a in _VOWELS and b in _VOWELS:
         return 0.5   # vowel quality varies most between speakers, accents and reduction
+    if frozenset((a, b)) in _VOICING_PAIRS:
+        return 0.5
     return 1.0
 
 

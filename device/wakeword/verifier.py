@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("stt", "head", "none")
 STT_WINDOW_S = 3.0       # the last 3 s before the fire: 2 s cut the start of slow speakers' phrases (README)
-DEFAULT_MIN_SIMILARITY = 0.65
+DEFAULT_MIN_SIMILARITY = 0.75
 TAIL_S = 1.5             # the phrase must still be sounding this close to the fire
 TAIL_DROP_DB = 25.0      # ... no quieter than this below the loudest part of the window
 DEFAULT_HEAD_THRESHOLD = 0.5
