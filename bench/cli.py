@@ -1,6 +1,7 @@
 """`voxlens bench NAME`: benchmarks that print a table and write JSON under bench/out/.
 
-To add one, add a line to BENCHMARKS: name -> ("module:function", help). The function
+To add one, add a line to BENCHMARKS: name -> ("module:function", help), and any options of its own to
+EXTRA_ARGUMENTS. The function
 takes the parsed arguments and returns an exit code; it imports what it needs itself.
 """
 from __future__ import annotations
@@ -20,6 +21,12 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "gateway": ("bench.gateway:run", "time to first token per tier; gateway overhead at 1/100/1000 streams; 50 devices on one small model, idle and busy CPU"),
 }
 
+EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
+    "voice": ((("--load",), {"type": int, "default": 0, "metavar": "N",
+                             "help": "run again with N busy workers (a pure-Python spin and a numpy loop in turn) "
+                                     "and print the loaded figures beside the idle ones"}),),
+}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="run a benchmark: a table on screen, JSON under bench/out/")
@@ -28,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("--out", default=str(OUT_DIR / f"{name}.json"), help="where the JSON goes")
         sp.add_argument("--quick", action="store_true", help="a smaller run (a few clips) to check it works")
+        for flags, options in EXTRA_ARGUMENTS.get(name, ()):
+            sp.add_argument(*flags, **options)
         sp.set_defaults(func=_runner(target))
 
 

@@ -6,6 +6,10 @@ in-process gateway with the small model, Piper), and the turn's own timings give
 the waterfall. "True end" is the last voiced sample of the spoken utterance
 (known exactly, since we made the audio), not the VAD's estimate, so the
 endpointing delay is counted in full.
+
+`--load N` runs every utterance again with N busy workers beside the device (bench/busy.py: a pure-Python
+spin and a numpy loop in turn) and prints both runs side by side, with the audio loop's lag behind the
+microphone: figures that hold only on an idle box do not hold on glasses.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.speech import summary, voiced_bounds
-from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
+from device.audio import FRAME_S, SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
 from voxlens.config import BackendConfig, Config, DeviceConfig
 from voxlens.config import load as load_config
 
@@ -60,8 +64,8 @@ async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: s
     wav = wav_dir / "utterance.wav"
     write_wav(wav, audio, SAMPLE_RATE_HZ)
     events: list[dict] = []
-    await run_device(cfg, models, WavSource(wav, realtime=True), MemorySink(realtime=False),
-                     emit=events.append, linger_s=30.0)
+    source = LagProbe(WavSource(wav, realtime=True))
+    await run_device(cfg, models, source, MemorySink(realtime=False), emit=events.append, linger_s=30.0)
     ends = [e for e in events if e["event"] == "speech_end"]
     turns = [e for e in events if e["event"] == "turn"]
     if not ends or not turns:
@@ -72,7 +76,33 @@ async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: s
     heard = next((e["text"] for e in events if e["event"] == "transcript_final"), "")
     return {"text": text, "heard": heard, "ok": "first_audio" in timings, "kind": turns[0]["kind"],
             "route": turns[0]["route"], "outcome": turns[0]["outcome"], "timings_ms": timings,
-            "vad_minus_true_end_ms": round(shift_ms, 1)}
+            "vad_minus_true_end_ms": round(shift_ms, 1), "audio_lag_max_ms": source.max_lag_ms}
+
+
+class LagProbe:
+    """Wraps a real-time source and records how late the audio loop takes each frame after it was captured.
+
+    Why: under load the device must keep up with the microphone; a frame taken late delays every stage
+    behind it, and a microphone's queue would drop frames. The maximum lag is that margin, measured."""
+
+    def __init__(self, source: WavSource) -> None:
+        self.source = source
+        self.max_lag_ms = 0.0
+
+    async def __aiter__(self):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        async for i, frame in _enumerate(self.source):
+            captured = start + (i + 1) * FRAME_S
+            self.max_lag_ms = max(self.max_lag_ms, round((loop.time() - captured) * 1000, 1))
+            yield frame
+
+
+async def _enumerate(source):
+    i = 0
+    async for item in source:
+        yield i, item
+        i += 1
 
 
 def _free_port() -> int:
@@ -84,32 +114,65 @@ def _free_port() -> int:
 
 
 def _waterfall_png(result: dict, path: Path) -> None:
+    """One bar per kind and CPU condition: when each stage completed (p50), idle and loaded side by side."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 2.8))
+    bars = [(f"{kind} ({name.split(' (')[0]})", run_result[kind]["stages_p50_ms"])
+            for kind in ("commands", "questions") for name, run_result in result["runs"].items()]
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(bars)))
     colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd"]
-    for row, kind in enumerate(("commands", "questions")):
-        stages = result[kind]["stages_p50_ms"]
+    for row, (_, stages) in enumerate(bars):
         prev = 0.0
         for i, stage in enumerate(STAGES):
             at = stages.get(stage)
             if at is None or at < prev:
                 continue
-            ax.barh(row, at - prev, left=prev, color=colors[i], label=stage if row == 0 or kind == "questions" else None)
+            ax.barh(row, at - prev, left=prev, color=colors[i], label=stage)
             prev = at
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), ncol=6, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.3))
-    ax.set_yticks([0, 1], ["commands", "questions (small model)"])
+    ax.legend(unique.values(), unique.keys(), ncol=6, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.35))
+    ax.set_yticks(range(len(bars)), [label for label, _ in bars])
+    ax.invert_yaxis()
     ax.set_xlabel("ms after the true end of speech (p50 of each stage's completion)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+async def _run_kinds(device_cfg: Config, offline_cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, speak,
+                     n: int) -> dict:
+    """Every utterance once, in order; a summary per kind (commands, questions, offline)."""
+    result: dict = {"load_avg_start": list(os.getloadavg())}
+    for kind, texts, run_cfg in (("commands", COMMANDS[:n], device_cfg), ("questions", QUESTIONS[:n], device_cfg),
+                                 ("offline", QUESTIONS[: max(2, n // 4)], offline_cfg)):
+        rows = []
+        for text in texts:
+            row = await _one(run_cfg, models, wav_dir, wake_pcm, text, speak)
+            rows.append(row)
+            first = row.get("timings_ms", {}).get("first_audio")
+            print(f"  {kind[:-1]:8} {text:45} -> {row.get('heard', '')!r:50} "
+                  f"{f'{first:6.0f} ms' if first is not None else 'no audio'}", flush=True)
+        ok = [r for r in rows if r["ok"]]
+        # The waterfall only uses turns understood as intended (a misheard command that went to the
+        # gateway would mix a model's stages into the commands' bar); voice-to-voice counts them all.
+        typical = [r for r in ok if r["kind"] == EXPECTED_KIND[kind]] or ok
+        result[kind] = {
+            "n": len(rows), "ok": len(ok), "understood_as_intended": len(typical),
+            "voice_to_voice_ms": summary([r["timings_ms"]["first_audio"] for r in ok]),
+            "stages_p50_ms": {s: round(float(np.percentile([r["timings_ms"][s] for r in typical if s in r["timings_ms"]], 50)), 1)
+                              for s in STAGES if sum(s in r["timings_ms"] for r in typical) > len(typical) // 2},
+            "audio_lag_max_ms": max((r.get("audio_lag_max_ms", 0.0) for r in rows), default=0.0),
+            "utterances": rows,
+        }
+    result["load_avg_end"] = list(os.getloadavg())
+    return result
+
+
 async def _bench(args: argparse.Namespace) -> dict:
+    from bench.busy import busy_workers
     from device.app import load_models
     from gateway.server import start_gateway
 
@@ -131,50 +194,48 @@ async def _bench(args: argparse.Namespace) -> dict:
 
     wake_pcm = speak(WAKE)
     n = 4 if args.quick else 20
-    result: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_start": list(os.getloadavg())}}
+    result: dict = {"machine": {"cpus": os.cpu_count()}, "runs": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             device_cfg = replace(cfg, device=DeviceConfig(gateway=f"127.0.0.1:{gw.port}", media_dir=f"{tmp}/media",
                                                           follow_up_s=0.5))
             offline_cfg = replace(device_cfg, device=replace(device_cfg.device, gateway=f"127.0.0.1:{_free_port()}"))
-            for kind, texts, run_cfg in (("commands", COMMANDS[:n], device_cfg), ("questions", QUESTIONS[:n], device_cfg),
-                                         ("offline", QUESTIONS[: max(2, n // 4)], offline_cfg)):
-                rows = []
-                for text in texts:
-                    row = await _one(run_cfg, models, Path(tmp), wake_pcm, text, speak)
-                    rows.append(row)
-                    first = row.get("timings_ms", {}).get("first_audio")
-                    print(f"  {kind[:-1]:8} {text:45} -> {row.get('heard', '')!r:50} "
-                          f"{'%6.0f ms' % first if first is not None else 'no audio'}", flush=True)
-                ok = [r for r in rows if r["ok"]]
-                # The waterfall only uses turns understood as intended (a misheard command that went to the
-                # gateway would mix a model's stages into the commands' bar); voice-to-voice counts them all.
-                typical = [r for r in ok if r["kind"] == EXPECTED_KIND[kind]] or ok
-                result[kind] = {
-                    "n": len(rows), "ok": len(ok), "understood_as_intended": len(typical),
-                    "voice_to_voice_ms": summary([r["timings_ms"]["first_audio"] for r in ok]),
-                    "stages_p50_ms": {s: round(float(np.percentile([r["timings_ms"][s] for r in typical if s in r["timings_ms"]], 50)), 1)
-                                      for s in STAGES if sum(s in r["timings_ms"] for r in typical) > len(typical) // 2},
-                    "utterances": rows,
-                }
+            print("idle:")
+            result["runs"]["idle"] = await _run_kinds(device_cfg, offline_cfg, models, Path(tmp), wake_pcm, speak, n)
+            if args.load:
+                with busy_workers(args.load) as kinds:
+                    name = f"load {args.load} ({', '.join(kinds)})"
+                    print(f"{name}:")
+                    result["runs"][name] = await _run_kinds(device_cfg, offline_cfg, models, Path(tmp), wake_pcm,
+                                                            speak, n)
     finally:
         await gw.stop(0.5)
-    result["machine"]["load_avg_end"] = list(os.getloadavg())
     return result
+
+
+def _table(result: dict) -> None:
+    print("voice-to-voice = true end of speech -> first output sample; stages = when each stage completed (p50, ms);")
+    print("lag = the most the audio loop took a frame after it was captured (real time kept if small)")
+    width = max(len(name) for name in result["runs"]) + 16
+    print(f"{'':10} {'cpu':<{width}} {'n ok':>6} {'p50':>7} {'p90':>7}   " + " ".join(f"{s:>11}" for s in STAGES)
+          + f" {'lag max':>8}")
+    for kind, target in (("commands", 200), ("questions", 500), ("offline", 1000)):
+        for name, run_result in result["runs"].items():
+            r = run_result[kind]
+            v = r["voice_to_voice_ms"]
+            label = f"{name}, load avg {run_result['load_avg_start'][0]:.1f}"
+            print(f"{kind:10} {label:<{width}} {r['ok']:>3}/{r['n']:<2} {v['p50']:>7} {v['p90']:>7}   "
+                  + " ".join(f"{r['stages_p50_ms'].get(s, float('nan')):>11}" for s in STAGES)
+                  + f" {r['audio_lag_max_ms']:>8}")
+        print(f"{'':10} (target p50 <= {target} ms)")
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = asyncio.run(_bench(args))
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    print(f"\nvoxlens bench voice ({result['machine']['cpus']} CPUs, load avg {result['machine']['load_avg_start'][0]:.1f})")
-    print("voice-to-voice = true end of speech -> first output sample; stages = when each stage completed (p50, ms)")
-    print(f"{'':10} {'n ok':>6} {'p50':>7} {'p90':>7}   " + " ".join(f"{s:>11}" for s in STAGES))
-    for kind, target in (("commands", 200), ("questions", 500), ("offline", 1000)):
-        r = result[kind]
-        v = r["voice_to_voice_ms"]
-        print(f"{kind:10} {r['ok']:>3}/{r['n']:<2} {v['p50']:>7} {v['p90']:>7}   "
-              + " ".join(f"{r['stages_p50_ms'].get(s, float('nan')):>11}" for s in STAGES) + f"   (target p50 <= {target} ms)")
+    print(f"\nvoxlens bench voice ({result['machine']['cpus']} CPUs)")
+    _table(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
