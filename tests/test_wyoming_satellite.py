@@ -270,7 +270,7 @@ async def linked():
 
 @session_loop
 async def test_describe_names_a_satellite_and_it_answers_ping(linked):
-    link, ha = linked
+    _, ha = linked
     await ha.client.write_event(Describe().event())
     info = Info.from_event(await asyncio.wait_for(ha.client.read_event(), HANG_GUARD_S))
     assert info.satellite is not None and info.satellite.name == "voxlens-satellite"

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from wyoming.asr import Transcribe, Transcript
@@ -45,6 +46,11 @@ from device.wyoming.info import VOXLENS, wake_info
 from voxlens import __version__
 from voxlens.config import DeviceConfig
 from voxlens.timing import Clock, monotonic
+
+if TYPE_CHECKING:
+    from device.app import DeviceModels, DeviceRun
+    from device.voice_output import Sink
+    from voxlens.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,7 @@ class _Turn:
     """One RunPipeline: its place among the connection's pipelines, and the events routed to it."""
 
     turn_id: str
-    conn: "SatelliteHandler"
+    conn: SatelliteHandler
     index: int
     events: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)   # None: the connection is gone
 
@@ -81,7 +87,7 @@ class _Turn:
 class SatelliteHandler(AsyncEventHandler):
     """One connection from Home Assistant: Describe, Ping and RunSatellite/PauseSatellite here; the rest to the link."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: "PipelineLink") -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: PipelineLink) -> None:
         super().__init__(reader, writer)
         self.link = link
         peer = writer.get_extra_info("peername")
@@ -175,7 +181,7 @@ class PipelineLink:
         task.add_done_callback(self._writes.discard)
 
     # ------------------------------------------------------------ the Asker
-    async def __aenter__(self) -> "PipelineLink":
+    async def __aenter__(self) -> PipelineLink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -275,8 +281,9 @@ class PipelineLink:
                 return
 
 
-async def run_satellite(cfg, models, source: AsyncIterable[np.ndarray], sink, *, uri: str = DEFAULT_URI,
-                        emit: Callable[[dict], None] | None = None, linger_s: float = 15.0):
+async def run_satellite(cfg: Config, models: DeviceModels, source: AsyncIterable[np.ndarray], sink: Sink, *,
+                        uri: str = DEFAULT_URI, emit: Callable[[dict], None] | None = None,
+                        linger_s: float = 15.0) -> DeviceRun:
     """Serve the satellite on `uri` and run the device on `source` until it ends (then stop serving).
 
     Emits `satellite_serving` (with the bound URI) once Home Assistant can connect, then the device's events
