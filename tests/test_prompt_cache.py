@@ -29,7 +29,7 @@ def _tokens(backend, text: str) -> int:
 
 
 async def test_a_second_turn_with_the_same_system_prompt_decodes_only_what_follows_it(small_backend):
-    system = f"{prompts.SYSTEM} Session {uuid.uuid4().hex[:8]}."  # never cached before this test
+    system = f"Session {uuid.uuid4().hex[:8]}. {prompts.SYSTEM}"  # no prefix of it was cached before this test
     first = await _use(small_backend, prompts.chat(system, [], [{"role": "user", "content": "Name a colour."}]))
     second = await _use(small_backend, prompts.chat(system, [], [{"role": "user", "content": "Name a fruit."}]))
     system_tokens = _tokens(small_backend, system)
