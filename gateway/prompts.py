@@ -21,13 +21,11 @@ TOOLS_IN_TEXT = ("Only if the question needs live weather or the time in a city,
 TOOL_CUES = re.compile(r"\b(weather|forecast|temperature|rain|snow|time|date|convert|calculate|plus|minus|times|"
                        r"divided|percent|km|miles|search)\b", re.I)
 MAX_DATA_CHARS = 1200
+PHRASE = "Say this as one short, friendly spoken sentence. Keep every number: "
 
 
 def needs_tools(text: str) -> bool:
     return bool(TOOL_CUES.search(text))
-
-
-PHRASE = "Say this as one short, friendly spoken sentence. Keep every number: "
 
 
 def system_prompt(place: str, time_zone: str) -> str:
@@ -39,10 +37,12 @@ def system_prompt(place: str, time_zone: str) -> str:
 
 def chat(system: str, history: list[dict[str, Any]], turn: list[dict[str, Any]],
          instructions: str = "") -> list[dict[str, Any]]:
-    """Stable first, changing last: the device's system message, the conversation, then this turn's own
-    instructions (a second system message) and messages."""
-    extra = [{"role": "system", "content": instructions}] if instructions else []
-    return [{"role": "system", "content": system}, *history, *extra, *turn]
+    """Stable first, changing last: the device's system message, the conversation, then this turn's messages,
+    its instructions in front of the first one: not a system message of their own, which the chat templates of
+    some OpenAI-compatible servers (Mistral, Gemma) refuse after the first message."""
+    if instructions and turn:
+        turn = [{**turn[0], "content": f"{instructions}\n\n{turn[0]['content']}"}, *turn[1:]]
+    return [{"role": "system", "content": system}, *history, *turn]
 
 
 def tool_data(result: ToolResult) -> str:

@@ -96,3 +96,13 @@ async def test_a_turn_after_tool_instructions_and_a_phrased_intent_reuses_the_co
                                              "What is the capital of Peru?", first.text))
     # the system message and the first exchange come back from a kept state: only the later turns are decoded
     assert use.restored and use.evaluated <= use.prompt_tokens - kept, (use, kept)
+
+
+def test_tool_instructions_come_after_the_conversation_and_add_no_system_message():
+    system = prompts.system_prompt("Paris", "Europe/Paris")
+    history = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"}]
+    plain = prompts.chat(system, history, [{"role": "user", "content": "Who is Ada Lovelace?"}])
+    tooled = prompts.chat(system, history, [{"role": "user", "content": "Will it rain?"}], prompts.TOOLS_IN_TEXT)
+    assert tooled[:3] == plain[:3]  # the cached prefix is the same whether or not the turn needs tools
+    assert [m["role"] for m in tooled] == ["system", "user", "assistant", "user"]
+    assert tooled[-1]["content"] == f"{prompts.TOOLS_IN_TEXT}\n\nWill it rain?"
