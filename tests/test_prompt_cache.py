@@ -98,7 +98,7 @@ async def test_a_turn_after_tool_instructions_and_a_phrased_intent_reuses_the_co
     assert use.restored and use.evaluated <= use.prompt_tokens - kept, (use, kept)
 
 
-def test_tool_instructions_come_after_the_conversation_and_add_no_system_message():
+async def test_tool_instructions_come_after_the_conversation_and_add_no_system_message():
     system = prompts.system_prompt("Paris", "Europe/Paris")
     history = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"}]
     plain = prompts.chat(system, history, [{"role": "user", "content": "Who is Ada Lovelace?"}])
