@@ -223,7 +223,7 @@ def _table(result: dict) -> None:
         for name, run_result in result["runs"].items():
             r = run_result[kind]
             v = r["voice_to_voice_ms"]
-            label = f"{name}, load avg {run_result['load_avg_start'][0]:.1f}"
+            label = f"{name}, load avg {run_result['load_avg_end'][0]:.1f}"  # 1-min average at the run's end
             print(f"{kind:10} {label:<{width}} {r['ok']:>3}/{r['n']:<2} {v['p50']:>7} {v['p90']:>7}   "
                   + " ".join(f"{r['stages_p50_ms'].get(s, float('nan')):>11}" for s in STAGES)
                   + f" {r['audio_lag_max_ms']:>8}")
