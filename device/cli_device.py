@@ -35,19 +35,32 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_run_async(cfg, args))
 
 
-async def _run_async(cfg: config_mod.Config, args: argparse.Namespace) -> int:
-    from device.app import load_models, run_device
+def open_device_io(cfg: config_mod.Config, args: argparse.Namespace):
+    """(source, sink, events file or None) from --input/--output/--events: the microphone and speaker by default.
+    Shared by `voxlens device run` and `voxlens wyoming satellite`."""
     from device.audio import MicrophoneSource, SpeakerSink, WavSink, WavSource
 
-    models = await asyncio.to_thread(load_models, cfg)
     source = WavSource(args.input, realtime=True) if args.input else MicrophoneSource(cfg.audio.input_device or None)
     sink = WavSink(args.output, realtime=True) if args.output else SpeakerSink(cfg.audio.output_device or None)
     events = open(args.events, "w", encoding="utf-8") if args.events else None
+    return source, sink, events
+
+
+def write_event(events, event: dict) -> None:
+    """One device event as a JSON line (--events), flushed so a reader can follow it live."""
+    if events:
+        events.write(json.dumps(event, default=str) + "\n")
+        events.flush()
+
+
+async def _run_async(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    from device.app import load_models, run_device
+
+    models = await asyncio.to_thread(load_models, cfg)
+    source, sink, events = open_device_io(cfg, args)
 
     def emit(event: dict) -> None:
-        if events:
-            events.write(json.dumps(event, default=str) + "\n")
-            events.flush()
+        write_event(events, event)
         if event["event"] == "turn":
             print(event["summary"], flush=True)
 

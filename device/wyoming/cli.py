@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from pathlib import Path
@@ -104,18 +103,14 @@ async def _serve_async(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 async def _satellite_async(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     """The device on the microphone (or --input), serving Home Assistant until the input ends, SIGTERM or Ctrl-C."""
     from device.app import load_models
-    from device.audio import MicrophoneSource, SpeakerSink, WavSink, WavSource
+    from device.cli_device import open_device_io, write_event
     from device.wyoming.satellite import run_satellite
 
     models = await asyncio.to_thread(load_models, cfg)
-    source = WavSource(args.input, realtime=True) if args.input else MicrophoneSource(cfg.audio.input_device or None)
-    sink = WavSink(args.output, realtime=True) if args.output else SpeakerSink(cfg.audio.output_device or None)
-    events = open(args.events, "w", encoding="utf-8") if args.events else None
+    source, sink, events = open_device_io(cfg, args)
 
     def emit(event: dict) -> None:
-        if events:
-            events.write(json.dumps(event, default=str) + "\n")
-            events.flush()
+        write_event(events, event)
         if event["event"] == "satellite_serving":
             print(f"voxlens wyoming satellite: serving on {event['uri']}", flush=True)
         elif event["event"] in ("satellite_running", "satellite_disconnected", "satellite_paused"):
