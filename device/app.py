@@ -20,6 +20,7 @@ from device.commands import load_grammar
 from device.engine import Asker, State, TurnEngine, TurnRecord
 from device.listener import AudioLoop
 from device.platform import LocalPlatform
+from device.smart_turn import SmartTurn, from_config as smart_turn_from_config
 from device.stt import SpeechToText
 from device.tts import TextToSpeech
 from device.vad import Endpointer, SileroVad
@@ -42,6 +43,7 @@ class DeviceModels:
     wake: WakeWordDetector
     verifiers: dict[str, Verifier] = field(default_factory=dict)   # head name -> second stage
     prepared: dict[str, np.ndarray] = field(default_factory=dict)  # fixed spoken lines, synthesized once per process
+    turn: SmartTurn | None = None   # semantic end of turn; None: silence-based endpointing
 
 
 def load_models(cfg: Config) -> DeviceModels:
@@ -49,7 +51,7 @@ def load_models(cfg: Config) -> DeviceModels:
     wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
                             cfg.wakeword.refractory_s)
     return DeviceModels(stt=stt, tts=TextToSpeech(cfg.models.tts, cfg.tts), vad=SileroVad(cfg.models.vad),
-                        wake=wake, verifiers=load_verifiers(cfg, wake, stt))
+                        wake=wake, verifiers=load_verifiers(cfg, wake, stt), turn=smart_turn_from_config(cfg.vad))
 
 
 def load_verifiers(cfg: Config, wake: WakeWordDetector, stt: SpeechToText) -> dict[str, Verifier]:
@@ -91,7 +93,8 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
                         actions=DeviceActions(platform, cfg.device.zone),
                         speaker=speaker, client=client, emit=emit,
                         barge_in_on_speech=cfg.device.barge_in_on_speech)
-    loop = AudioLoop(engine, wake=models.wake, endpointer=Endpointer(cfg.vad, models.vad), stt=models.stt, emit=emit,
+    endpointer = Endpointer(cfg.vad, models.vad, models.turn if cfg.vad.smart_turn else None)
+    loop = AudioLoop(engine, wake=models.wake, endpointer=endpointer, stt=models.stt, emit=emit,
                      verifiers=models.verifiers, second_look_s=cfg.wakeword.second_look_s)
     async with client:
         try:

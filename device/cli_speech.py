@@ -110,6 +110,7 @@ def run_listen(args: argparse.Namespace) -> int:
     from device.audio import AudioFormatError, WavSource
     from device.stt import SpeechToText
     from device.utterance import UtteranceStage, utterances
+    from device import smart_turn
     from device.vad import Endpointer, SileroVad
     from models.catalog import ModelError
 
@@ -117,7 +118,7 @@ def run_listen(args: argparse.Namespace) -> int:
     try:
         source = WavSource(args.input, realtime=args.realtime)
         stt = SpeechToText(cfg.models.stt, cfg.stt)
-        stage = UtteranceStage(Endpointer(cfg.vad, SileroVad()), stt)
+        stage = UtteranceStage(Endpointer(cfg.vad, SileroVad(), smart_turn.from_config(cfg.vad)), stt)
     except (AudioFormatError, ModelError) as exc:
         return _fail(str(exc))
 

@@ -103,7 +103,7 @@ class AudioLoop:
             if self.utterance.in_speech or self.utterance.transcribing:
                 self._restart_endpointing()
             return
-        for event in self.utterance.push(frame):
+        for event in await self.utterance.feed(frame):
             await self._on_vad(event)
         self._check_partial()
 
@@ -165,7 +165,7 @@ class AudioLoop:
         speech_end_s = self._time_of(event.sample)
         endpoint_s = self.clock()
         self.emit("speech_end", reason=event.reason, at_s=round((self._ep_base + event.sample) / SAMPLE_RATE_HZ, 3),
-                  endpoint_delay_ms=round((endpoint_s - speech_end_s) * 1000, 1))
+                  endpoint_delay_ms=round((endpoint_s - speech_end_s) * 1000, 1), turn_probability=event.turn_probability)
         self._spawn(self._finish(stream, speech_end_s, endpoint_s))
 
     async def _finish(self, stream: StreamingTranscription, speech_end_s: float, endpoint_s: float) -> None:

@@ -48,6 +48,13 @@ class UtteranceStage:
             self._stream.push(frame, self.endpointer.voiced)
         return events
 
+    async def feed(self, frame: np.ndarray) -> list[VadEvent]:
+        """`push`, with Smart Turn (when the endpointer has it) asked in a worker thread, not on the event loop."""
+        events = await self.endpointer.aprocess(frame)
+        if self._stream is not None:
+            self._stream.push(frame, self.endpointer.voiced)
+        return events
+
     def begin(self, start: VadEvent) -> None:
         """Transcribe the utterance `start` opened, from its audio so far (pre-roll included)."""
         self._stream = StreamingTranscription(self.stt, prompt=self.prompt)
@@ -92,10 +99,12 @@ class Utterance:
     reason: str
     timings: Timings = field(default_factory=Timings)
     reused_partial: bool = False    # the final was the last partial: nothing left to transcribe after the end
+    turn_probability: float | None = None   # Smart Turn's last verdict on this utterance, if it was asked
 
     def to_dict(self) -> dict:
+        turn = {} if self.turn_probability is None else {"turn_probability": round(self.turn_probability, 3)}
         return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "text": self.text,
-                "end_reason": self.reason, "timings": self.timings.as_ms()}
+                "end_reason": self.reason, **turn, "timings": self.timings.as_ms()}
 
 
 async def utterances(frames: AsyncIterable[np.ndarray], stage: UtteranceStage, *,
@@ -112,14 +121,17 @@ async def utterances(frames: AsyncIterable[np.ndarray], stage: UtteranceStage, *
         else:
             t = await asyncio.to_thread(stage.stt.transcribe, ev.audio, prompt=stage.prompt)
         timings = Timings()
+        verdicts = stage.endpointer.verdicts
+        if ev.turn_probability is not None and verdicts:
+            timings.records.extend(verdicts[-1].timings.records)   # turn.features, turn.infer
         timings.records.extend(t.timings.records)
         timings.add("listen.end_to_text", decided)
         return Utterance(start_sample / SAMPLE_RATE_HZ, ev.sample / SAMPLE_RATE_HZ, t.text, ev.reason, timings,
-                         t.reused_partial)
+                         t.reused_partial, ev.turn_probability)
 
     try:
         async for frame in frames:
-            for ev in stage.push(frame):
+            for ev in await stage.feed(frame):
                 if ev.kind == "speech_start":
                     start_sample = ev.sample
                     if streaming:

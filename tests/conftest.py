@@ -67,6 +67,15 @@ def silero():
 
 
 @pytest.fixture(scope="session")
+def smart_turn():
+    """Smart Turn v3 (the default threshold); stateless, shared by every test."""
+    from device.smart_turn import SmartTurn
+    from voxlens.config import VadConfig
+
+    return SmartTurn(threshold=VadConfig().smart_turn_threshold)
+
+
+@pytest.fixture(scope="session")
 def speak_16k(tts):
     """text -> 16 kHz int16 speech, cached per session, for building test WAVs from Piper output."""
     from device.audio import SAMPLE_RATE_HZ, resample
@@ -80,7 +89,7 @@ def speak_16k(tts):
 
     return speak
 @pytest.fixture(scope="session")
-def device_models(stt, tts, silero):
+def device_models(stt, tts, silero, smart_turn):
     """The whole device's models as run_device takes them: the shipped wake-word heads, each with its verifier."""
     from device.app import DeviceModels, load_verifiers
     from device.wakeword import WakeWordDetector
@@ -91,7 +100,7 @@ def device_models(stt, tts, silero):
                             cfg.wakeword.refractory_s)
     verifiers = load_verifiers(cfg, wake, stt)
     assert set(verifiers) == set(wake.names)   # the shipped defaults: every head confirmed by its verifier
-    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake, verifiers=verifiers)
+    return DeviceModels(stt=stt, tts=tts, vad=silero, wake=wake, verifiers=verifiers, turn=smart_turn)
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,11 @@ class VadConfig:
     short_silence_ms: int = 180  # silence that ends one the grammar already found complete
     preroll_ms: int = 320
     max_utterance_s: float = 15.0
+    smart_turn: bool = True          # ask Smart Turn v3 after a short pause (device/smart_turn.py)
+    smart_turn_model: str = "smart-turn-v3"   # a catalog name or a path
+    smart_turn_threshold: float = 0.7         # P(turn complete) at or above which the turn ends at the pause
+    smart_turn_silence_ms: int = 120          # the pause after which Smart Turn is asked
+    smart_turn_max_silence_ms: int = 1000     # how long a turn it judged unfinished waits for more speech
 
 
 @dataclass(frozen=True)
