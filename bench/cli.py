@@ -14,6 +14,7 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "speech": ("bench.speech:run", "STT WER/RTF and end-of-speech latency, TTS first audio, VAD end delay"),
+    "endpoint": ("bench.endpoint:run", "end of turn on real recordings: delay after the true end and cut-offs at spliced mid-sentence pauses, silence vs Smart Turn, idle and busy CPU"),
     "voice": ("bench.voice:run", "voice-to-voice latency (true end of speech -> first audio), 20 commands + 20 questions, waterfall PNG"),
     "wakeword": ("bench.wakeword:bench_cli", "wake-word recipe on real voices: FRR on 56 real speakers, false accepts per hour"),
     "wyoming": ("bench.wyoming:run", "VoxLens's Wyoming STT/TTS beside wyoming-faster-whisper and wyoming-piper (same models), measured by wyoming-bench"),
