@@ -135,15 +135,27 @@ class Endpointer:
         """One frame; a Smart Turn question it raises is answered inline (blocking for its ~50-100 ms)."""
         events = self._consume(frame)
         if self._ask is not None and self.turn is not None:
-            events += self.verdict(self.turn.predict(self._ask))
+            try:
+                events += self.verdict(self.turn.predict(self._ask))
+            except Exception as exc:  # noqa: BLE001 - the model failing must not stop endpointing
+                self._turn_failed(exc)
         return events
 
     async def aprocess(self, frame: np.ndarray) -> list[VadEvent]:
         """One frame; a Smart Turn question is answered in a worker thread (frames wait, the event loop does not)."""
         events = self._consume(frame)
         if self._ask is not None and self.turn is not None:
-            events += self.verdict(await asyncio.to_thread(self.turn.predict, self._ask))
+            try:
+                events += self.verdict(await asyncio.to_thread(self.turn.predict, self._ask))
+            except Exception as exc:  # noqa: BLE001 - the model failing must not stop endpointing
+                self._turn_failed(exc)
         return events
+
+    def _turn_failed(self, exc: Exception) -> None:
+        """Smart Turn raised at run time: say so once and end turns on silence from now on."""
+        log.warning("Smart Turn failed (%s: %s); ending turns on silence alone (vad.silence_ms) from now on; "
+                    "fix: voxlens models verify smart-turn-v3", type(exc).__name__, exc)
+        self.turn, self._ask = None, None
 
     def verdict(self, v: TurnVerdict) -> list[VadEvent]:
         """Smart Turn's answer for the pause asked about: complete ends the turn now, unless voice came back."""

@@ -130,3 +130,18 @@ def test_corrupt_model_warns(tmp_path, monkeypatch, caplog):
 
 def test_disabled_by_config_loads_nothing():
     assert from_config(replace(VadConfig(), smart_turn=False)) is None
+
+
+class _Broken:
+    def predict(self, audio: np.ndarray):
+        raise RuntimeError("onnxruntime: bad allocation")
+
+
+async def test_model_failing_at_run_time_falls_back_to_silence(eval_speech, silero, caplog):
+    pcm, _ = in_room(eval_speech(COMPLETE[0]), 1)
+    silero.reset()
+    ep = Endpointer(VadConfig(), silero, _Broken())
+    with caplog.at_level(logging.WARNING, logger="device.vad"):
+        found = [e for f in split_frames(pcm) for e in await ep.aprocess(f) if e.kind == "speech_end"]
+    assert [e.reason for e in found] == ["silence"] and ep.turn is None
+    assert "Smart Turn failed" in caplog.text and "bad allocation" in caplog.text
