@@ -28,7 +28,6 @@ from voxlens.timing import Timings, monotonic
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 5000
-_CLAUSE_END = re.compile(r"[,;:\u2014\u2013]\s|\s[-\u2014\u2013]\s")
 
 
 def load_piper_voice(path: Path, config_path: Path, threads: int = 0):
@@ -50,14 +49,70 @@ def load_piper_voice(path: Path, config_path: Path, threads: int = 0):
     return PiperVoice(config=config, session=session, espeak_data_dir=Path(ESPEAK_DATA_DIR), download_dir=Path.cwd())
 
 
-class SentenceChunker:
-    """Cuts streamed text into speakable pieces: whole sentences, plus an early first clause.
+# A first piece may end before one of these words (a phrase or the verb starts there) or after a clause mark.
+_BREAK_BEFORE = frozenset(
+    "and but or so because while although though whereas unless until since if when where which who "
+    "with without in on at for from to by about into onto over under after before during around "
+    "through between near across against "
+    "is are was were has have had will would can could should may might must".split())
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
+    "million billion half quarter".split())
+_GLUE_WORDS = frozenset("a an the my your our their his her its this that these those very "
+                        "i you he she it we they there here what".split())   # "says it | is" sounds broken
+_CLINGING = _GLUE_WORDS | _BREAK_BEFORE | {"of", "as", "than"}
 
-    A sentence is complete once text follows it (so "3." + "5" or "U.S." + " yesterday"
-    is never cut); the last one is released by flush().
+
+def _bare(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+def _is_number(word: str) -> bool:
+    w = _bare(word)
+    return bool(re.search(r"\d", w)) or w in _NUMBER_WORDS
+
+
+def first_piece_end(text: str, min_words: int, max_words: int, complete: bool) -> int:
+    """Where the first spoken piece of `text` ends (a character offset), or 0 when it is not known yet.
+
+    The piece has min_words..max_words words and ends at a clause mark (",", ";", ":", a dash) or before a
+    conjunction, preposition or auxiliary verb ("The capital of France | is Paris."), but not right after a
+    number ("ten | to six", "three | and a half"), an article or another such word, nor before a one-word
+    tail ("turn it | on."). `complete`: text is the whole first sentence; otherwise it
+    is still streaming, so only words followed by a space count. A sentence with no boundary in its first
+    max_words words is cut there anyway (stepping back past small words) rather than waiting for its end.
+    """
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    if not complete and spans and spans[-1][1] == len(text):
+        spans = spans[:-1]                      # the last word may still grow ("an" -> "and")
+    words = [text[a:b] for a, b in spans]
+    for i in range(min_words, min(max_words, len(words) - 1) + 1):   # cut after words[i - 1]
+        prev, nxt, tail = words[i - 1], words[i], len(words) - i
+        if prev[-1] in ",;:" or nxt in ("-", "\u2013", "\u2014"):
+            return spans[i - 1][1]
+        if (_bare(nxt) in _BREAK_BEFORE and tail >= 2     # "turn it | on." or a one-word tail sounds chopped
+                and not _is_number(prev) and _bare(prev) not in _GLUE_WORDS and _bare(prev) not in _BREAK_BEFORE):
+            return spans[i - 1][1]
+    if len(words) - max_words >= (2 if complete else 1):   # no boundary: cut anyway, not after a small word
+        i = max_words
+        while i > min_words and (_is_number(words[i - 1]) or _bare(words[i - 1]) in _CLINGING):
+            i -= 1
+        return spans[i - 1][1]
+    return 0
+
+
+class SentenceChunker:
+    """Cuts streamed text into speakable pieces: a short first piece, then whole sentences.
+
+    Why a short first piece: Piper speaks nothing until a whole piece is synthesised, and the model is
+    still writing the rest, so the answer starts on its first few words (cut at a phrase boundary by
+    first_piece_end) instead of its first sentence. A sentence is complete once text follows it (so
+    "3." + "5" or "U.S." + " yesterday" is never cut); the last one is released by flush().
     """
 
-    def __init__(self, first_clause_min_words: int = 4, first_clause_max_words: int = 12, language: str = "en") -> None:
+    def __init__(self, first_clause_min_words: int = TtsConfig.first_clause_min_words,
+                 first_clause_max_words: int = TtsConfig.first_clause_max_words, language: str = "en") -> None:
         self.min_words = first_clause_min_words
         self.max_words = first_clause_max_words
         self.language = language
@@ -71,48 +126,30 @@ class SentenceChunker:
         segments = [s for s in sentencex.segment(self.language, self._buffer) if s]
         if not segments:
             return []
-        pieces = [s.strip() for s in segments[:-1] if s.strip()]
-        consumed = sum(len(s) for s in segments[:-1])
         # sentencex keeps every character (spaces ride on the segment before), so offsets add up.
         if "".join(segments) != self._buffer:  # defensive: never lose text if that ever changes
             return []
-        self._buffer = self._buffer[consumed:]
+        pieces = [s.strip() for s in segments[:-1] if s.strip()]
+        self._buffer = self._buffer[sum(len(s) for s in segments[:-1]):]
         if self._emitted == 0:
-            if pieces:  # a complete but long first sentence: its first clause goes ahead of the rest
-                clause = self._first_clause(pieces[0] + " ")
-                if clause and clause.strip() != pieces[0]:
-                    pieces[:1] = [clause.strip(), pieces[0][len(clause):].strip()]
-            else:       # an unfinished long first sentence: send its first clause now
-                clause = self._first_clause(self._buffer)
-                if clause:
-                    self._buffer = self._buffer[len(clause):]
-                    pieces = [clause.strip()]
+            if pieces:      # the first sentence is complete: send its head ahead of the rest
+                pieces[:1] = self._split_first(pieces[0])
+            else:           # the first sentence is still streaming: send its head as soon as it is known
+                cut = first_piece_end(self._buffer, self.min_words, self.max_words, complete=False)
+                if cut:
+                    pieces, self._buffer = [self._buffer[:cut].strip()], self._buffer[cut:].lstrip()
         self._emitted += len(pieces)
         return pieces
 
-    def _first_clause(self, text: str) -> str:
-        """Head of a long unfinished first sentence, cut after a clause mark past min_words."""
-        if len(text.split()) <= self.max_words:
-            return ""
-        for m in _CLAUSE_END.finditer(text):
-            head = text[: m.end()]
-            if len(head.split()) >= self.min_words:
-                return head
-        words = re.finditer(r"\S+\s", text)
-        cut = [m.end() for m in words]
-        if len(cut) >= 2 * self.max_words:  # no clause mark at all: cut at a word boundary rather than wait
-            return text[: cut[self.max_words - 1]]
-        return ""
+    def _split_first(self, sentence: str) -> list[str]:
+        cut = first_piece_end(sentence, self.min_words, self.max_words, complete=True)
+        return [sentence[:cut].strip(), sentence[cut:].strip()] if cut else [sentence]
 
     def flush(self) -> list[str]:
         rest, self._buffer = self._buffer.strip(), ""
         if not rest:
             return []
-        pieces = [rest]
-        if self._emitted == 0:
-            clause = self._first_clause(rest + " ")
-            if clause and clause.strip() != rest:
-                pieces = [clause.strip(), rest[len(clause):].strip()]
+        pieces = self._split_first(rest) if self._emitted == 0 else [rest]
         self._emitted += len(pieces)
         return pieces
 
@@ -148,6 +185,7 @@ class TextToSpeech:
         self._generation = 0
         self._lock = threading.Lock()   # shared by with_config() clones: they share the voice
         self.last_timings = Timings()
+        self.syntheses = 0              # calls to Piper (tests count them: a prepared line costs none)
 
     def with_config(self, cfg: TtsConfig) -> "TextToSpeech":
         """The same loaded voice with other settings (benchmarks compare options without loading twice)."""
@@ -165,6 +203,7 @@ class TextToSpeech:
         because Piper's phonemizer (espeak-ng) keeps global state (several Wyoming clients share one voice)."""
         self._check(text)
         with self._lock:
+            self.syntheses += 1
             return [chunk.audio_int16_array for chunk in self.voice.synthesize(text, self._syn_config)]
 
     def synthesize(self, text: str) -> np.ndarray:

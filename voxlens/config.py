@@ -72,8 +72,8 @@ class SttConfig:
 @dataclass(frozen=True)
 class TtsConfig:
     length_scale: float = 1.0
-    first_clause_min_words: int = 4
-    first_clause_max_words: int = 12
+    first_clause_min_words: int = 3   # the first spoken piece: 3..10 words cut at a phrase boundary (device/tts.py)
+    first_clause_max_words: int = 10
     threads: int = 0          # onnxruntime threads for Piper; 0: every core (they sleep, never spin)
 
 
