@@ -1,9 +1,9 @@
-"""Speech out: Piper, one sentence (or first clause) at a time as the answer's text streams in.
+"""Speech out: Piper, a short first piece and then one sentence at a time as the answer's text streams in.
 
-Why sentence by sentence: Piper's first audio costs the synthesis time of the first
-piece it is given (~64 ms for 6 words, ~310 ms for 30 here), so the answer starts
-playing as soon as its first sentence is complete, and a long first sentence is cut
-at its first clause. Sentence boundaries come from `sentencex` (a maintained
+Why: Piper's first audio costs the synthesis time of the first piece it is given
+(15-28 ms per word on a shared 2-core box: `python -m bench.first_piece`), and the
+model writes the answer word by word, so the answer starts on its first few words,
+cut at a phrase boundary, while the rest is still being written. Sentence boundaries come from `sentencex` (a maintained
 segmenter that keeps "Dr.", "3.5" and "U.S." intact), not from a regex. Synthesis
 blocks, so it runs in a worker thread while the previous piece plays.
 """
