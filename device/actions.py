@@ -35,6 +35,17 @@ class ActionResult:
 
 # ---------------------------------------------------------------- phrases
 
+# What the device says after a command, synthesised once at start-up (device/app.py PREPARED_LINES) so that a
+# command's first audio costs no synthesis. A line with a value ("Volume 60 percent.") plays its cached head
+# ("Volume") while the value is synthesised (~50 ms against 400+ ms of head: bench/first_piece.py); caching
+# every value instead would mean 101 volume lines and a line per minute of the day.
+CONFIRMATIONS = (
+    "Sound on.", "Photo taken.", "Recording.", "Already recording.", "Video saved.", "I'm not recording.",
+    "Timers can run up to 24 hours.", "There's no timer running.", "Timer cancelled.", "Your timer is done.",
+    "I can't read the battery level.", "Sorry, that didn't work.", "Sorry, I can't do that yet.",
+)
+CONFIRMATION_HEADS = ("Volume", "Brightness", "Battery at", "Timer set for", "It's")
+
 
 def spoken_duration(seconds: float) -> str:
     """120 -> '2 minutes', 90 -> '1 minute 30 seconds', 3900 -> '1 hour 5 minutes' (rounded up to the second)."""

@@ -13,7 +13,7 @@ from typing import AsyncIterable, Callable
 
 import numpy as np
 
-from device.actions import DeviceActions
+from device.actions import CONFIRMATION_HEADS, CONFIRMATIONS, DeviceActions
 from device.client import AssistantClient
 from device.client_events import ERROR_SPOKEN, OFFLINE_SPOKEN, TIMEOUT_SPOKEN
 from device.commands import load_grammar
@@ -30,7 +30,8 @@ from device.wakeword.verifier import Verifier, load_verifier
 from voxlens.config import Config
 
 log = logging.getLogger(__name__)
-PREPARED_LINES = (OFFLINE_SPOKEN, TIMEOUT_SPOKEN, ERROR_SPOKEN)  # said when things go wrong: ready before they do
+# said when things go wrong or after a device command: ready before they are needed
+PREPARED_LINES = (OFFLINE_SPOKEN, TIMEOUT_SPOKEN, ERROR_SPOKEN, *CONFIRMATIONS, *CONFIRMATION_HEADS)
 
 
 @dataclass
