@@ -183,7 +183,7 @@ def bench_end_of_speech(stt, vad, utterances: list[tuple[str, np.ndarray]], out:
 
 def bench_tts(tts, out: dict) -> list[list]:
     async def first_audio_ms(text: str, cut: bool) -> float:
-        voice = tts if cut else tts.with_config(TtsConfig(first_clause_max_words=10_000))
+        voice = tts if cut else tts.with_config(TtsConfig(first_clause_min_words=10_000, first_clause_max_words=10_000))
 
         async def one():
             yield text
