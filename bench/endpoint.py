@@ -22,6 +22,7 @@ import csv
 import json
 import platform
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def word_gaps(model, clip: np.ndarray) -> list[int]:
     words = [w for seg in segments for w in seg.words]
     env = np.convolve(np.abs(clip.astype(np.float32)), np.ones(160) / 160, mode="same")
     cuts = []
-    for a, b in zip(words[1:-1], words[2:]):
+    for a, b in pairwise(words[1:]):
         mid = int((a.end + b.start) / 2 * SAMPLE_RATE_HZ)
         lo, hi = max(0, mid - 60 * MS), min(len(clip), mid + 60 * MS)
         if hi - lo > 0 and len(clip) - mid > 300 * MS:
@@ -74,7 +75,8 @@ def build_cases(quick: bool) -> tuple[list[Case], list[Case]]:
 
     from models.catalog import resolve
 
-    rows = list(csv.DictReader(open(EVAL_DIR / "manifest.tsv"), delimiter="\t"))
+    with open(EVAL_DIR / "manifest.tsv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
     rows = rows[::5] if quick else rows
     model = WhisperModel(str(resolve("whisper-tiny.en")), device="cpu", compute_type="int8")
     rng = np.random.default_rng(11)
@@ -152,8 +154,8 @@ def measure(whole: list[Case], spliced: list[Case], vad, turns) -> dict:
 
 
 def table(runs: dict[str, dict]) -> str:
-    lines = [f"{'endpointer':<22} {'run':<6} {'delay p50':>9} {'p90':>6} {'max':>6}  {'cut (pause)':>11}  "
-             f"{'cut (whole)':>11}  {'by smart turn':>13}  {'turn cost p50/p90':>17}"]
+    lines = [(f"{'endpointer':<22} {'run':<6} {'delay p50':>9} {'p90':>6} {'max':>6}  {'cut (pause)':>11}  "
+              f"{'cut (whole)':>11}  {'by smart turn':>13}  {'turn cost p50/p90':>17}")]
     for run, res in runs.items():
         for label, r in res.items():
             d, c = r["delay_ms"], r["turn_cost_ms"]

@@ -95,7 +95,7 @@ class SmartTurn:
             raise ModelError(f"Smart Turn model {path} does not exist; fix: {fix}")
         try:
             self._session = onnx_session(path, threads=threads, log_level=4)
-        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for corrupt files
             raise ModelError(f"Smart Turn model {path} cannot be loaded ({type(exc).__name__}); fix: {fix}") from None
         self.path = path
         self.threshold = threshold

