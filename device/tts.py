@@ -50,17 +50,23 @@ def load_piper_voice(path: Path, config_path: Path, threads: int = 0):
 
 
 # A first piece may end before one of these words (a phrase or the verb starts there) or after a clause mark.
-_BREAK_BEFORE = frozenset(
-    "and but or so because while although though whereas unless until since if when where which who "
-    "with without in on at for from to by about into onto over under after before during around "
-    "through between near across against "
-    "is are was were has have had will would can could should may might must".split())
-_NUMBER_WORDS = frozenset(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
-    "million billion half quarter".split())
-_GLUE_WORDS = frozenset("a an the my your our their his her its this that these those very "
-                        "i you he she it we they there here what".split())   # "says it | is" sounds broken
+_BREAK_BEFORE = frozenset({
+    "and", "but", "or", "so", "because", "while", "although", "though", "whereas", "unless", "until", "since",
+    "if", "when", "where", "which", "who", "with", "without", "in", "on", "at", "for", "from", "to", "by", "about",
+    "into", "onto", "over", "under", "after", "before", "during", "around", "through", "between", "near", "across",
+    "against", "is", "are", "was", "were", "has", "have", "had", "will", "would", "can", "could", "should", "may",
+    "might", "must",
+})
+_NUMBER_WORDS = frozenset({
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty",
+    "fifty", "sixty", "seventy", "eighty", "ninety", "hundred", "thousand", "million", "billion", "half",
+    "quarter",
+})
+_GLUE_WORDS = frozenset({
+    "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that", "these", "those", "very",
+    "i", "you", "he", "she", "it", "we", "they", "there", "here", "what",
+})   # no cut right after these: "says it | is" sounds broken
 _CLINGING = _GLUE_WORDS | _BREAK_BEFORE | {"of", "as", "than"}
 
 
