@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import AsyncIterable, Callable
 
 import numpy as np
@@ -19,19 +18,12 @@ from device.engine import TurnEngine
 from device.stt import SpeechToText, StreamingTranscription
 from device.utterance import UtteranceStage
 from device.vad import Endpointer, VadEvent
-from device.wakeword import FRAME_SAMPLES, Detection, WakeWordDetector
-from device.wakeword.verifier import Verdict, Verifier
+from device.wakeword import WakeWordDetector
+from device.wakeword.confirm import WakeConfirmer, WakeDecision
+from device.wakeword.verifier import Verifier
 from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _SecondLook:
-    """A fire the verifier rejected, waiting for the end of the phrase to be verified once more."""
-
-    det: Detection
-    frames_left: int
 
 
 class AudioLoop:
@@ -42,9 +34,7 @@ class AudioLoop:
                  verifiers: dict[str, Verifier] | None = None, second_look_s: float = 0.0) -> None:
         self.engine, self.wake, self.endpointer, self.stt = engine, wake, endpointer, stt
         self.utterance = UtteranceStage(endpointer, stt)
-        self.verifiers = verifiers or {}   # head name -> second stage; a head without one wakes on its own
-        self.second_look_frames = int(round(second_look_s * SAMPLE_RATE_HZ / FRAME_SAMPLES))
-        self._look: _SecondLook | None = None
+        self.confirmer = WakeConfirmer(wake, verifiers, second_look_s)
         self.clock = clock
         self._emit = emit or (lambda event: None)
         self.samples = 0                 # samples received on this stream
@@ -94,11 +84,14 @@ class AudioLoop:
         if self._t0_s is None:
             self._t0_s = self.clock() - len(frame) / SAMPLE_RATE_HZ
         self.samples += len(frame)
-        for det in self.wake.process(frame):
-            if await self._confirm(det, det.audio):
+        # the wake rule (fires, verifier, second look) off the loop: answers keep playing meanwhile
+        for decision in await asyncio.to_thread(self.confirmer.process, frame):
+            if decision.accepted:
+                await self._wake(decision)
                 return
-        if self._look is not None and await self._second_look():
-            return
+            self.emit("wake_rejected", name=decision.det.name, score=round(decision.det.score, 3),
+                      at_s=round(self.samples / SAMPLE_RATE_HZ, 3), verifier=decision.verdict.to_dict(),
+                      second_look=decision.second_look)
         if not self.engine.hears_speech:   # the engine's policy; this loop only pumps frames
             if self.utterance.in_speech or self.utterance.transcribing:
                 self._restart_endpointing()
@@ -107,49 +100,13 @@ class AudioLoop:
             await self._on_vad(event)
         self._check_partial()
 
-    async def _confirm(self, det: Detection, audio: np.ndarray | None, second: bool = False) -> bool:
-        """Verify a fire and wake on a yes; a first no waits for the phrase to end and looks again."""
-        verdict = await self._verify(det, audio)
-        at_s = round(self.samples / SAMPLE_RATE_HZ, 3)
-        if verdict is not None and not verdict.accepted:
-            self.emit("wake_rejected", name=det.name, score=round(det.score, 3), at_s=at_s, verifier=verdict.to_dict(),
-                      second_look=second)
-            if not second and self.second_look_frames > 0:
-                self._look = _SecondLook(det, self.second_look_frames)
-            return False
-        self._look = None
-        self.wake.forget_audio()
-        self.emit("wake", name=det.name, score=round(det.score, 3), at_s=at_s, second_look=second,
-                  **({"verifier": verdict.to_dict()} if verdict is not None else {}))
+    async def _wake(self, decision: WakeDecision) -> None:
+        """A confirmed wake: say so, wake the engine, and endpoint afresh."""
+        det, verdict = decision.det, decision.verdict
+        self.emit("wake", name=det.name, score=round(det.score, 3), at_s=round(self.samples / SAMPLE_RATE_HZ, 3),
+                  second_look=decision.second_look, **({"verifier": verdict.to_dict()} if verdict is not None else {}))
         await self.engine.wake()
         self._restart_endpointing()
-        return True
-
-    async def _second_look(self) -> bool:
-        """Once the head's score falls below its threshold (the phrase has ended), or the look's time is up,
-        verify again on the audio up to now (device/wakeword/eval.py's second_look_frame measures the same rule)."""
-        look = self._look
-        assert look is not None
-        look.frames_left -= 1
-        if self.wake.last_scores.get(look.det.name, 0.0) >= self.wake.threshold and look.frames_left > 0:
-            return False
-        self._look = None
-        return await self._confirm(look.det, self.wake.recent_audio(), second=True)
-
-    async def _verify(self, det: Detection, audio: np.ndarray | None = None) -> Verdict | None:
-        """Ask the head's verifier off the event loop (answers keep playing); frames queue at the source meanwhile.
-
-        A verifier that fails at run time lets the wake stand: better one false wake than a deaf device.
-        """
-        verifier = self.verifiers.get(det.name)
-        audio = det.audio if audio is None else audio
-        if verifier is None or audio is None:
-            return None
-        try:
-            return await asyncio.to_thread(verifier.verify, audio, det.window)
-        except Exception as exc:  # noqa: BLE001 - logged, and the wake stands
-            log.warning("wake-word verifier %s failed (%s: %s); waking without it", verifier.kind, type(exc).__name__, exc)
-            return None
 
     async def _on_vad(self, event: VadEvent) -> None:
         if event.kind == "speech_start":

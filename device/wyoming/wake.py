@@ -4,7 +4,7 @@ Why it wakes as the device does: the same two stages with the same settings
 ([wakeword] in the config): openWakeWord-format heads on the shared front end fire,
 the verifier (by default Whisper + a phoneme match) confirms each fire, and a fire
 turned down too early is looked at once more when the phrase has ended
-(device/listener.py's second look). The stages run in a worker thread, chunk by
+(device/wakeword/confirm.py, the device's own rule). The stages run in a worker thread, chunk by
 chunk, so one client's audio never holds up another's.
 
 A stream may go on after a detection (a satellite streams all the time); not-detected
@@ -24,7 +24,7 @@ from wyoming.wake import Detect, Detection, NotDetected
 
 from device.stt import SpeechToText
 from device.wakeword import FRAME_SAMPLES, SAMPLE_RATE_HZ, WakeWordDetector
-from device.wakeword import Detection as Fire
+from device.wakeword.confirm import WakeConfirmer
 from device.wakeword.frontend import FrontEnd
 from device.wakeword.verifier import Verifier
 from device.wyoming.audio import AudioInput, Framer
@@ -85,22 +85,15 @@ class WakeService:
         return WakeHandler(reader, writer, self)
 
 
-@dataclass
-class _Look:
-    fire: Fire
-    frames_left: int
-
-
 class _Listening:
     """One audio stream through both stages (blocking: called in a worker thread)."""
 
     def __init__(self, service: WakeService, detector: WakeWordDetector, names: set[str]) -> None:
-        self.service, self.detector, self.names = service, detector, names
+        self.names = names
         self.framer = Framer(FRAME_SAMPLES)
-        self.look_frames = int(round(service.cfg.second_look_s * SAMPLE_RATE_HZ / FRAME_SAMPLES))
-        self.look: _Look | None = None
+        self.confirmer = WakeConfirmer(detector, service.verifiers, service.cfg.second_look_s)   # the device's rule
         self.confirmed = 0
-        detector.reset()
+        self.confirmer.reset()
 
     def feed(self, pcm: np.ndarray, last: bool = False) -> list[tuple[str, int]]:
         """Audio in -> (head name, stream sample) of each confirmed wake."""
@@ -109,43 +102,14 @@ class _Listening:
             frames.append(tail)
         woke: list[tuple[str, int]] = []
         for frame in frames:
-            fires = [f for f in self.detector.process(frame) if f.name in self.names]
-            hit = next((f for f in fires if self._confirm(f, f.audio)), None)
-            if hit is None and self.look is not None:
-                hit = self._second_look()
-            if hit is not None:
-                woke.append((hit.name, self.detector.samples_seen))
+            for decision in self.confirmer.process(frame, self.names):
+                if decision.accepted:
+                    woke.append((decision.det.name, self.confirmer.detector.samples_seen))
+                else:
+                    log.info("wake word %s turned down by the %s verifier (heard %r)", decision.det.name,
+                             decision.verdict.verifier, decision.verdict.text)
         self.confirmed += len(woke)
         return woke
-
-    def _confirm(self, fire: Fire, audio: np.ndarray | None, second: bool = False) -> bool:
-        verifier = self.service.verifiers.get(fire.name)
-        if verifier is not None and audio is not None:
-            try:
-                verdict = verifier.verify(audio, fire.window)
-            except Exception as exc:  # noqa: BLE001 - as on the device: a broken verifier lets the wake stand
-                log.warning("wake-word verifier %s failed (%s: %s); waking without it", verifier.kind,
-                            type(exc).__name__, exc)
-            else:
-                if not verdict.accepted:
-                    log.info("wake word %s turned down by the %s verifier (heard %r)", fire.name, verdict.verifier,
-                             verdict.text)
-                    if not second and self.look_frames > 0:
-                        self.look = _Look(fire, self.look_frames)
-                    return False
-        self.look = None
-        self.detector.forget_audio()
-        return True
-
-    def _second_look(self) -> Fire | None:
-        """Once the head's score falls (the phrase has ended) or the look's time is up, verify once more."""
-        look = self.look
-        assert look is not None
-        look.frames_left -= 1
-        if self.detector.last_scores.get(look.fire.name, 0.0) >= self.detector.threshold and look.frames_left > 0:
-            return None
-        self.look = None
-        return look.fire if self._confirm(look.fire, self.detector.recent_audio(), second=True) else None
 
 
 class WakeHandler(ServiceHandler):
