@@ -2,9 +2,11 @@
 
 Why a table: each rule is one small predicate with a name, tested on its own;
 the first rule that decides wins, and its name is the reason the device sees
-in RouteDecision. Order matters and is the policy:
+in RouteDecision. Order matters and is the policy. The tier a rule names is the router's output (the wire's
+SMALL/BIG); whether that tier's backend may take the turn (local, language, context, breaker) is read from
+its declared capabilities by the executor (gateway/tiers.py, gateway/turn.py), which moves the turn if not:
 
-1. private_topic       configured private keywords never leave the small tier
+1. private_topic       configured private keywords go to a tier whose backend declares itself local
 2. explicit_preference the user asked for a tier ("ask the big model ...")
 3. intent_tool         a typed intent: the tool answers, the small model only phrases it
 4. big_unavailable     no big tier, or its circuit breaker is open
@@ -31,8 +33,8 @@ class RouteInput:
     text: str
     preference: str = "auto"              # "auto" | "small" | "big"
     intent: str = ""
-    big_available: bool = True             # big tier configured and its breaker lets a turn through
-    small_caps: Capabilities = Capabilities()
+    big_available: bool = True             # big tier configured, may take this turn, and its breaker lets it through
+    small_caps: Capabilities | None = Capabilities()   # None: not configured
     big_caps: Capabilities | None = Capabilities(tool_calls=True, local=False)
     big_first_token_ms: float = 0.0        # recent time to first token of the big tier (0: unknown)
     latency_budget_ms: float = 1500.0
@@ -54,7 +56,10 @@ def is_private(text: str, cfg) -> bool:
 
 
 def _private(inp: RouteInput, cfg) -> str | None:
-    return SMALL if is_private(inp.text, cfg) else None
+    if not is_private(inp.text, cfg):
+        return None
+    small_local = inp.small_caps is not None and inp.small_caps.local
+    return BIG if not small_local and inp.big_caps is not None and inp.big_caps.local else SMALL
 
 
 def _explicit(inp: RouteInput, cfg) -> str | None:
@@ -77,7 +82,8 @@ def _tools_needed(inp: RouteInput, cfg) -> str | None:
     if not _TOOL_CUES.search(inp.text.lower()):
         return None
     big_calls = inp.big_caps is not None and inp.big_caps.tool_calls
-    return BIG if big_calls and not inp.small_caps.tool_calls else None
+    small_calls = inp.small_caps is not None and inp.small_caps.tool_calls
+    return BIG if big_calls and not small_calls else None
 
 
 def is_complex(text: str, cfg) -> bool:

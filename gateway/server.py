@@ -19,7 +19,6 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway import messages as msg
 from gateway import prompts
-from gateway.admission import TierQueue
 from gateway.auth import AuthError, Authenticator, server_credentials
 from gateway.backends import make_backend
 from gateway.backends.base import Backend
@@ -28,11 +27,11 @@ from gateway.limits import DeviceLimits, LimitExceeded
 from gateway.memory import ConversationMemory
 from gateway.metrics import GatewayMetrics
 from gateway.router import BIG, SMALL
+from gateway.tiers import make_tiers
 from gateway.tools.registry import Toolbox
 from gateway.turn import TurnContext, TurnRunner
 from protos import assistant_pb2 as pb
 from protos import assistant_pb2_grpc as pb_grpc
-from voxlens.config import BackendConfig
 from voxlens.timing import Clock, monotonic
 
 log = logging.getLogger(__name__)
@@ -239,8 +238,9 @@ class Gateway:
     owned: list[Backend] = field(default_factory=list)
 
     @property
-    def breaker(self) -> CircuitBreaker:
-        return self.runner.breaker
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Each tier's breaker; a tier whose backend runs in process has none."""
+        return {name: t.breaker for name, t in self.runner.tiers.items() if t.breaker is not None}
 
     async def stop(self, grace_s: float = 1.0) -> None:
         try:
@@ -260,13 +260,6 @@ def _backend(cfg, name: str) -> Backend | None:
     return make_backend(cfg, name)
 
 
-def _queue(cfg, name: str, backend: Backend, metrics: GatewayMetrics) -> TierQueue:
-    """The tier's line: its configured slots, else as many turns as the backend says it generates at once."""
-    tier_cfg = getattr(cfg, name, None) or BackendConfig()
-    slots = tier_cfg.slots or backend.capabilities.concurrency
-    return TierQueue(name, slots, tier_cfg.max_waiting, tier_cfg.max_wait_s, metrics=metrics)
-
-
 async def start_gateway(cfg, tools, router, *, port: int | None = None,
                         backends: dict[str, Backend | None] | None = None, clock: Clock = monotonic) -> Gateway:
     """Start serving (GatewayConfig, ToolsConfig, RouterConfig). `backends` replaces the configured tiers (tests, bench);
@@ -277,17 +270,15 @@ async def start_gateway(cfg, tools, router, *, port: int | None = None,
         backends = {SMALL: _backend(cfg.small, SMALL), BIG: _backend(cfg.big, BIG)}
     if not any(backends.values()):
         raise ValueError("no model tier configured: set gateway.small (llama_cpp GGUF) and/or gateway.big (openai base_url)")
-    small = backends.get(SMALL)
-    if small is not None and hasattr(small, "load"):
-        await small.load()  # load once, now, not on the first user's turn
-    if small is not None and hasattr(small, "warm"):
-        await small.warm(prompts.warm_chat())  # the system message is in the KV cache before the first turn
+    for backend in backends.values():
+        if backend is not None:  # a remote server's are no-ops (Backend's defaults)
+            await backend.load()  # load once, now, not on the first user's turn
+            await backend.warm(prompts.warm_chat())  # the system message is in the KV cache before the first turn
     metrics = GatewayMetrics()
     toolbox = Toolbox(tools)
-    breaker = CircuitBreaker(BIG, router.breaker_failures, router.breaker_reset_s, clock=clock)
     memory = ConversationMemory(cfg.history_turns, cfg.history_ttl_s, clock=clock)
-    queues = {name: _queue(cfg, name, backend, metrics) for name, backend in backends.items() if backend is not None}
-    runner = TurnRunner(backends, breaker, toolbox, memory, metrics, router, queues)
+    tiers = make_tiers(backends, cfg, router, metrics=metrics, clock=clock)
+    runner = TurnRunner(tiers, toolbox, memory, metrics, router)
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                ("grpc.max_send_message_length", cfg.max_message_bytes),
                ("grpc.so_reuseport", 0)]

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AbstractContextManager, aclosing, asynccontextmanager, nullcontext
+from contextlib import aclosing, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from gateway import messages as msg
 from gateway import prompts
 from gateway.admission import SPOKEN_BUSY, Busy, TierQueue
-from gateway.backends.base import Backend, BackendError, Capabilities, ChatRequest, ToolCall
-from gateway.breaker import CircuitBreaker
+from gateway.backends.base import Backend, BackendError, ChatRequest, ToolCall
 from gateway.memory import ConversationMemory
 from gateway.metrics import GatewayMetrics
 from gateway.router import BIG, SMALL, RouteInput, is_private, route
+from gateway.tiers import CONTEXT, LANGUAGE, Need, Tier
 from gateway.tools.base import ToolError, ToolResult
 from gateway.tools.calculator import calculate
 from gateway.tools.parse import is_json_like, looks_like_tool_call, parse_tool_call
@@ -39,6 +39,8 @@ TOOL_CALL_MIN_TOKENS = 48  # room for a tool call written as JSON
 SPOKEN_UNSURE = "Sorry, I'm not sure how to answer that."
 SPOKEN_NO_MODEL = "I can't reach a language model right now. Please try again soon."
 SPOKEN_NOT_PRIVATE = "I can't answer that privately right now. Please try again soon."
+SPOKEN_NO_LANGUAGE = "Sorry, I can't answer in that language yet."
+SPOKEN_TOO_LONG = "That question is too long for me. Please ask a shorter one."
 NONE = "none"
 
 
@@ -75,7 +77,7 @@ class TurnContext:
     tokens_out: int = 0
     first_token_s: float | None = None
     tier: str = NONE
-    private: bool = False
+    need: Need = field(default_factory=Need)
     start_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -85,14 +87,19 @@ class TurnContext:
     def turn_id(self) -> str:
         return self.query.turn_id
 
+    @property
+    def private(self) -> bool:
+        return self.need.private
+
 
 class TurnRunner:
-    def __init__(self, backends: dict[str, Backend | None], breaker: CircuitBreaker, toolbox: Toolbox,
-                 memory: ConversationMemory, metrics: GatewayMetrics, router_cfg,
-                 queues: dict[str, TierQueue] | None = None) -> None:
-        self.backends = backends
-        self.queues = queues or {}
-        self.breaker = breaker
+    """The one tier executor: which backend may take a turn, failover and breakers all read what each backend
+    declares (gateway/tiers.py); the tier's name is only what the device is told."""
+
+    def __init__(self, tiers: dict[str, Tier], toolbox: Toolbox, memory: ConversationMemory,
+                 metrics: GatewayMetrics, router_cfg) -> None:
+        self.tiers = tiers
+        self.backends: dict[str, Backend] = {name: t.backend for name, t in tiers.items()}
         self.toolbox = toolbox
         self.memory = memory
         self.metrics = metrics
@@ -100,9 +107,6 @@ class TurnRunner:
         self.first_token_ms: dict[str, float] = {}  # moving average per tier, read by the latency rule
 
     # ------------------------------------------------------------------ routing
-    def _big_available(self) -> bool:
-        return self.backends.get(BIG) is not None and self.breaker.available()
-
     @staticmethod
     def direct_tool(query: pb.Query) -> tuple[str, dict[str, str]] | None:
         """The tool a turn calls without asking a model: a typed intent, or plain arithmetic / a unit conversion.
@@ -119,31 +123,42 @@ class TurnRunner:
             return "calculator", {"expression": query.text}
         return None
 
-    def may_use(self, tier: str, private: bool) -> bool:
-        """Is the tier configured, and may it see this turn? Decided by what the backend declares, not its name."""
-        backend = self.backends.get(tier)
-        return backend is not None and (backend.capabilities.local or not private)
+    def need(self, query: pb.Query) -> Need:
+        return Need(private=is_private(query.text, self.router_cfg), language=query.language)
+
+    def may_use(self, tier: str, need: Need) -> bool:
+        """Is the tier configured, and may its backend take this turn (local for a private one, its language)?"""
+        t = self.tiers.get(tier)
+        return t is not None and not t.refuses(need)
+
+    def able(self, need: Need) -> list[str]:
+        """The tiers whose backends may take the turn, in the order a turn fails over."""
+        return [name for name in dict.fromkeys((SMALL, BIG, *self.tiers)) if self.may_use(name, need)]
 
     def choose(self, query: pb.Query, direct: tuple[str, dict[str, str]] | None = None) -> Choice:
-        small, big = self.backends.get(SMALL), self.backends.get(BIG)
-        private = is_private(query.text, self.router_cfg)
+        need = self.need(query)
+        able = self.able(need)
+        ready = [name for name in able if self.tiers[name].available()]
+        small, big = self.tiers.get(SMALL), self.tiers.get(BIG)
         inp = RouteInput(
             text=query.text, preference=PREFERENCE_NAMES.get(query.context.route_preference, "auto"),
             intent=direct[0] if direct else (query.intent.name if query.HasField("intent") else ""),
-            big_available=self._big_available() and self.may_use(BIG, private),
-            small_caps=small.capabilities if small else Capabilities(streaming=False),
+            big_available=BIG in ready,
+            small_caps=small.capabilities if small else None,
             big_caps=big.capabilities if big else None,
             big_first_token_ms=self.first_token_ms.get(BIG, 0.0),
             latency_budget_ms=self.router_cfg.latency_budget_ms,
         )
         decided = route(inp, self.router_cfg)
-        if self.may_use(decided.tier, private):
-            return Choice(decided.tier, decided.reason, private)
-        if decided.tier == SMALL and inp.big_available:
-            return Choice(BIG, "small_unavailable", private)
-        if private:
-            return Choice(NONE, "private_no_local_tier", private)
-        return Choice(decided.tier, decided.reason, private)
+        if decided.tier in ready or (decided.tier in able and not ready):
+            return Choice(decided.tier, decided.reason, need.private)
+        if able:  # the rule's tier may not take it: another may (its breaker, privacy, language)
+            t = self.tiers.get(decided.tier)
+            why = (t.refuses(need) or "unavailable") if t is not None else "unavailable"
+            return Choice((ready or able)[0], f"{decided.tier}_{why}", need.private)
+        if need.private:
+            return Choice(NONE, "private_no_local_tier", need.private)
+        return Choice(NONE, "no_tier_can_answer", need.private)
 
     # ------------------------------------------------------------------ entry
     async def run(self, ctx: TurnContext) -> None:
@@ -152,7 +167,7 @@ class TurnRunner:
         with ctx.timings.measure("route"):
             direct = self.direct_tool(query)
             choice = self.choose(query, direct)
-        ctx.private = choice.private
+        ctx.need = self.need(query)
         self.metrics.route_ms.observe(ctx.timings.get("route").duration_ms)
         if direct is not None:
             finish = await self._intent_turn(ctx, choice.tier, choice.reason, *direct)
@@ -202,7 +217,7 @@ class TurnRunner:
         remembered = self.memory.slots(query.conversation_id, tool)
         if not slots.get("city") and remembered.get("city"):  # "and tomorrow?" keeps the last city
             slots["city"] = remembered["city"]
-        backend = self.backends.get(tier) if tool in PHRASED_TOOLS and self.may_use(tier, ctx.private) else None
+        backend = self.backends.get(tier) if tool in PHRASED_TOOLS and self.may_use(tier, ctx.need) else None
         await self._announce(ctx, tier if backend else NONE, backend.model if backend else "template", reason)
         try:
             result = await self._run_tool(ctx, tool, slots)
@@ -221,16 +236,12 @@ class TurnRunner:
             return "stop"
         return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
 
-    def _permit(self, tier: str) -> AbstractContextManager[bool]:
-        """The big tier is used through its circuit breaker; the others always may be."""
-        return self.breaker.permit() if tier == BIG else nullcontext(True)
-
     async def _phrase(self, ctx: TurnContext, tier: str, result: ToolResult) -> str:
         """The model phrases the facts; the template answers if it fails, stalls or changes a number."""
-        backend = self.backends.get(tier)
-        if backend is None or not self.may_use(tier, ctx.private):
+        if not self.may_use(tier, ctx.need):
             return result.summary
-        with self._permit(tier) as allowed:
+        backend = self.backends[tier]
+        with self.tiers[tier].permit() as allowed:
             if not allowed:
                 return result.summary
             try:
@@ -255,11 +266,9 @@ class TurnRunner:
                         ctx.tokens_out += chunk.tokens_out
         except (BackendError, TimeoutError) as exc:
             log.warning("%s tier could not phrase the %s result (%s); using the template", tier, result.tool, exc)
-            if tier == BIG:
-                self.breaker.record_failure(getattr(exc, "retry_after_s", 0.0))  # a TimeoutError has none
+            self.tiers[tier].failed(getattr(exc, "retry_after_s", 0.0))  # a TimeoutError has none
             return result.summary
-        if tier == BIG:
-            self.breaker.record_success()
+        self.tiers[tier].answered()
         text = " ".join("".join(parts).split())
         return text if prompts.phrase_ok(text, result) else result.summary
 
@@ -286,13 +295,19 @@ class TurnRunner:
 
     async def _free_turn(self, ctx: TurnContext, tier: str, reason: str) -> str:
         q = ctx.query
-        order = [t for t in dict.fromkeys((tier, SMALL, BIG)) if self.may_use(t, ctx.private)]
+        order = [t for t in dict.fromkeys((tier, *self.able(ctx.need))) if self.may_use(t, ctx.need)]
         failover = announced = False
         last_error = ""
-        refused = 0
+        refused = too_long = 0
         for candidate in order:
             backend = self.backends[candidate]
-            with self._permit(candidate) as allowed:
+            request = self._request(ctx, backend)
+            if not self.tiers[candidate].holds(request.messages, request.max_tokens):
+                last_error = f"the prompt does not fit {candidate}'s {backend.capabilities.context_tokens} tokens"
+                too_long += 1
+                reason = f"{candidate}_{CONTEXT}"
+                continue  # never sent: the other backend takes it as its first try
+            with self.tiers[candidate].permit() as allowed:
                 if not allowed:
                     continue
                 if failover:
@@ -317,12 +332,21 @@ class TurnRunner:
         if refused and refused == len(order):
             return await self.fail(ctx, "RESOURCE_EXHAUSTED", f"every tier that may answer is busy: {last_error}; "
                                    "add capacity or raise max_waiting / max_wait_s", SPOKEN_BUSY, True)
+        if not announced:
+            await self._announce(ctx, NONE, "", reason if tier == NONE or too_long else "unavailable")
+        if too_long and too_long == len(order):
+            return await self.fail(ctx, "INVALID_ARGUMENT", f"the question is too long for every model tier "
+                                   f"({last_error}); ask a shorter one or raise gateway.small/big.context_tokens",
+                                   SPOKEN_TOO_LONG, False)
         if ctx.private:
-            if not announced:
-                await self._announce(ctx, NONE, "", "private_no_local_tier")
             return await self.fail(ctx, "UNAVAILABLE", "a private turn found no local model tier able to answer "
                                    f"({last_error or 'small tier not configured'}); it is never sent to a remote tier; "
                                    "check gateway.small", SPOKEN_NOT_PRIVATE, True)
+        if not order and any(t.refuses(ctx.need) == LANGUAGE for t in self.tiers.values()):
+            declared = sorted({lang for t in self.tiers.values() for lang in t.capabilities.languages})
+            return await self.fail(ctx, "INVALID_ARGUMENT", f"no model tier declares language {ctx.need.language!r} "
+                                   f"(declared: {', '.join(declared)}); add it to gateway.small.languages or "
+                                   "gateway.big.languages", SPOKEN_NO_LANGUAGE, False)
         return await self.fail(ctx, "UNAVAILABLE", f"no model tier could answer: {last_error or 'none configured'}; "
                                "check gateway.small / gateway.big", SPOKEN_NO_MODEL, True)
 
@@ -358,7 +382,7 @@ class TurnRunner:
 
     def _slot(self, ctx: TurnContext, tier: str):
         """A generation slot on the tier (admission control); the wait is one of the turn's timings."""
-        queue = self.queues.get(tier)
+        queue = self.tiers[tier].queue
         if queue is None:
             return nullcontext()
         return _timed_slot(ctx, queue)
@@ -389,16 +413,14 @@ class TurnRunner:
                 text, held = "".join(held) + chunk.text, []
                 await ctx.emit(msg.delta(ctx.turn_id, text))
         except BackendError as exc:
-            if tier == BIG:
-                self.breaker.record_failure(exc.retry_after_s)
+            self.tiers[tier].failed(exc.retry_after_s)
             if ctx.first_token_s is None:
                 log.warning("%s tier failed before its first token: %s", tier, exc)
                 raise _Failed(str(exc)) from exc
             raise
         finally:
             await gen.aclose()
-        if tier == BIG:
-            self.breaker.record_success()
+        self.tiers[tier].answered()
         ctx.tokens_in += out.tokens_in
         ctx.tokens_out += out.tokens_out
         self.metrics.tokens.labels(tier, "in").inc(out.tokens_in)

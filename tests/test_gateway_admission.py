@@ -115,7 +115,7 @@ def _value(gw, name: str, **labels) -> float:
 
 async def test_a_full_line_refuses_at_once_with_the_busy_line_and_serves_the_waiting_turn(standin):
     async with _held(standin, None, max_waiting=1, max_wait_s=60.0) as (gw, s):
-        line = gw.runner.queues["big"]
+        line = gw.runner.tiers["big"].queue
         await s.ask("waiter", "What is the capital of Italy?")
         await _until(lambda: line.waiting == 1)
         assert _value(gw, "voxlens_queue_depth", tier="big") == 1
@@ -152,4 +152,4 @@ async def test_a_busy_big_tier_hands_the_turn_to_the_small_model(standin, small_
         moved = await s.end_of("moved")
         assert [(r.tier, r.failover) for r in moved.routes] == [(pb.TIER_BIG, False), (pb.TIER_SMALL, True)]
         assert moved.text.strip() and not moved.errors
-        assert gw.breaker.state == "closed"  # a full line is not the tier failing
+        assert gw.breakers["big"].state == "closed"  # a full line is not the tier failing

@@ -47,7 +47,7 @@ class Rig:
     def scenario(self, name: str) -> None:
         """Which fault the stand-in plays for the next big-tier request; the breaker starts closed."""
         self.big.model = name
-        self.gateway.breaker.record_success()
+        self.gateway.breakers["big"].record_success()
 
     async def close(self) -> None:
         await self.gateway.stop(0.5)
@@ -126,7 +126,7 @@ async def test_overload_with_retry_after_keeps_the_big_tier_off_for_exactly_that
     rig.scenario(f"status-{status}")
     turn = await one_turn(rig.gateway.port, query(f"o-{status}", ASK, route=BIG), timeout_s=30)
     assert tiers(turn) == [(pb.TIER_BIG, False), (pb.TIER_SMALL, True)] and turn.text.strip()
-    assert rig.gateway.breaker.state == OPEN  # one overload answer is enough: the server asked for a pause
+    assert rig.gateway.breakers["big"].state == OPEN  # one overload answer is enough: the server asked for a pause
     asked = len(standin.requests)
 
     rig.clock.advance(RETRY_AFTER_S - 0.5)
@@ -135,11 +135,11 @@ async def test_overload_with_retry_after_keeps_the_big_tier_off_for_exactly_that
     assert len(standin.requests) == asked  # the overloaded server was left alone
 
     rig.clock.advance(0.5)
-    assert rig.gateway.breaker.state == HALF_OPEN
+    assert rig.gateway.breakers["big"].state == HALF_OPEN
     rig.big.model = "ok"
     after = await one_turn(rig.gateway.port, query(f"oa-{status}", ASK, route=BIG), timeout_s=30)
     assert tiers(after) == [(pb.TIER_BIG, False)] and after.text.startswith("Rome")
-    assert rig.gateway.breaker.state == CLOSED
+    assert rig.gateway.breakers["big"].state == CLOSED
 
 
 async def test_retry_after_reads_seconds_and_http_dates():

@@ -190,3 +190,10 @@ async def test_time_in_city_from_zoneinfo_and_device_zone():
     with pytest.raises(ToolError) as exc:
         await time_in_city("Atlantis", "Europe/Paris", now_utc=now)
     assert exc.value.code == "NOT_FOUND"
+
+
+def test_private_topic_goes_to_the_tier_whose_backend_is_local():
+    small_remote = Capabilities(local=False)
+    r = route(RouteInput("my bank account", small_caps=small_remote, big_caps=Capabilities(local=True)), CFG)
+    assert (r.tier, r.reason) == (BIG, "private_topic")
+    assert route(RouteInput("my bank account", small_caps=None, big_caps=Capabilities(local=False)), CFG).tier == SMALL

@@ -54,19 +54,19 @@ async def test_big_tier_answers_then_breaker_opens_on_kill_and_closes_on_restart
         assert [(r.tier, r.failover) for r in turn.routes] == [(pb.TIER_BIG, False), (pb.TIER_SMALL, True)]
         assert turn.routes[1].reason == "failover_big_failed"
         assert turn.text and not turn.errors
-    assert gateway.breaker.state == OPEN
+    assert gateway.breakers["big"].state == OPEN
 
     open_turn = await one_turn(gateway.port, query("o1", ask, route=BIG))
     assert [(r.tier, r.reason) for r in open_turn.routes] == [(pb.TIER_SMALL, "big_unavailable")]
 
     await asyncio.to_thread(big_server.start)
     clock.advance(RESET_S - 0.1)
-    assert gateway.breaker.state == OPEN
+    assert gateway.breakers["big"].state == OPEN
     clock.advance(0.1)  # breaker_reset_s has passed: the next turn is the half-open probe
-    assert gateway.breaker.state == HALF_OPEN
+    assert gateway.breakers["big"].state == HALF_OPEN
     back = await one_turn(gateway.port, query("r1", ask, route=BIG))
     assert [(r.tier, r.reason, r.failover) for r in back.routes] == [(pb.TIER_BIG, "explicit_preference", False)]
-    assert back.text and gateway.breaker.state == CLOSED
+    assert back.text and gateway.breakers["big"].state == CLOSED
 
 
 async def test_complex_question_routes_big_on_auto(gateway):
@@ -95,7 +95,7 @@ async def logged(server, text: str, start: int, timeout_s: float = 60.0) -> None
 
 
 async def test_a_half_open_probe_cancelled_after_its_first_token_frees_the_probe(gateway, clock):
-    breaker = gateway.breaker
+    breaker = gateway.breakers["big"]
     for _ in range(2):
         breaker.record_failure()
     assert breaker.state == OPEN

@@ -132,6 +132,7 @@ class BackendConfig:
     timeout_s: float = 30.0
     connect_timeout_s: float = 2.0
     local: bool = False    # openai: the server runs on your own machine or LAN, so it may see private turns (llama_cpp: always)
+    languages: tuple[str, ...] = ()  # languages it answers in ("en", "fr"); empty: any. A turn in another goes elsewhere
     threads: int = 0       # llama_cpp: 0 = half the cores (OpenMP spins; two busy pools on 2 cores ran 10x slower)
     slots: int = 0         # turns generating at once; 0 = what the kind serves (llama_cpp in process: 1, openai: 64)
     max_waiting: int = 16  # turns that may wait for a slot; beyond: "I'm busy" (RESOURCE_EXHAUSTED) or the other tier

@@ -25,9 +25,10 @@ class Capabilities:
     streaming: bool = True
     tool_calls: bool = False        # native OpenAI-style tool_calls
     context_tokens: int = 2048
-    local: bool = True              # runs beside the gateway (no network hop, private)
-    languages: tuple[str, ...] = ("en",)
+    local: bool = True              # runs on your own machine or LAN: it may see private turns
+    languages: tuple[str, ...] = ()  # BCP 47 primary tags it answers in ("en", "fr"); empty: any
     concurrency: int = 64           # turns it generates at once (an in-process model: 1); admission control reads it
+    in_process: bool = False        # runs inside the gateway: no connection to fail, so no circuit breaker
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Chunk:
 
 
 class Backend(Protocol):
+    """Subclass it (explicitly) to inherit the no-op lifecycle: a remote server is loaded and warm already."""
+
     tier_name: str
     model: str
     capabilities: Capabilities
@@ -65,5 +68,11 @@ class Backend(Protocol):
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         """Stream the answer. Closing the iterator (aclose, or cancelling the task) stops generation."""
         ...
+
+    async def load(self) -> None:
+        """Load the model now, at start-up, not on the first user's turn (an in-process model)."""
+
+    async def warm(self, messages: list[dict[str, Any]]) -> None:
+        """Decode this chat's prefix now, so the first turn finds it in the KV cache (an in-process model)."""
 
     async def close(self) -> None: ...

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from gateway.backends.base import BackendError, Capabilities, ChatRequest, Chunk
+from gateway.backends.base import Backend, BackendError, Capabilities, ChatRequest, Chunk
 
 if TYPE_CHECKING:
     from gateway.backends.llama_kv import PromptUse
@@ -59,7 +59,7 @@ def resolve_gguf(model: str) -> Path:
         raise BackendError(f"small model {model!r}: {exc}; run `voxlens models prepare` or set a GGUF path") from exc
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(Backend):
     def __init__(self, cfg, tier_name: str = "small", *, llm: Any = None) -> None:
         self.tier_name = tier_name
         self.max_tokens = cfg.max_tokens
@@ -68,7 +68,7 @@ class LlamaCppBackend:
         self.path = resolve_gguf(cfg.model) if llm is None else None
         self.model = self.path.stem if self.path else "llama.cpp"
         self.capabilities = Capabilities(tool_calls=False, context_tokens=cfg.context_tokens, local=True,
-                                         concurrency=1)
+                                         languages=tuple(cfg.languages), concurrency=1, in_process=True)
         self.stats = GenerationStats()
         self._llm = llm
         self._load_lock = threading.Lock()

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 import httpx
 import openai
 
-from gateway.backends.base import BackendError, Capabilities, ChatRequest, Chunk, ToolCall
+from gateway.backends.base import Backend, BackendError, Capabilities, ChatRequest, Chunk, ToolCall
 from voxlens.retry import Backoff, retry
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (openai.APIConnectionError, httpx.ConnectError)) and not isinstance(exc, openai.APITimeoutError)
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     def __init__(self, cfg, tier_name: str, *, retries: int = 2, backoff_s: float = 0.1) -> None:
         if not cfg.base_url:
             raise ValueError(
@@ -40,7 +40,8 @@ class OpenAIBackend:
         self.max_tokens = cfg.max_tokens
         self.temperature = cfg.temperature
         self.model = cfg.model or "default"
-        self.capabilities = Capabilities(tool_calls=True, context_tokens=cfg.context_tokens, local=cfg.local)
+        self.capabilities = Capabilities(tool_calls=True, context_tokens=cfg.context_tokens, local=cfg.local,
+                                         languages=tuple(cfg.languages))
         self._cfg = cfg
         self._retries = retries
         self._backoff = Backoff(initial_s=backoff_s, max_s=max(backoff_s, 2.0))
