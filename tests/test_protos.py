@@ -144,3 +144,43 @@ def test_unknown_enum_values_from_a_newer_peer_read_as_unspecified() -> None:
     assert event_from_proto(_wire(raw), 0.0).tier == "unspecified"
     raw = pb.GatewayMessage(turn_id="t1", end=pb.TurnEnd(finish_reason=42))
     assert event_from_proto(_wire(raw), 0.0).finish_reason == "unspecified"
+
+
+@pytest.mark.parametrize("enum,prefix", [(pb.Tier, "TIER_"), (pb.RoutePreference, "ROUTE_PREFERENCE_"),
+                                         (pb.ToolEvent.Phase, "PHASE_"), (pb.TurnEnd.FinishReason, "FINISH_REASON_")],
+                         ids=["tier", "preference", "phase", "finish"])
+def test_every_enum_value_has_one_short_name_both_ways(enum, prefix: str) -> None:
+    """protos/enums.py: each value of each enum maps to its short name and back (a value added to the .proto
+    is named without touching the code); unknown numbers read as "unspecified"."""
+    from protos import enums
+
+    names, numbers = {pb.Tier: (enums.TIER_NAMES, enums.TIERS),
+                      pb.RoutePreference: (enums.PREFERENCE_NAMES, enums.PREFERENCES),
+                      pb.ToolEvent.Phase: (enums.PHASE_NAMES, enums.PHASES),
+                      pb.TurnEnd.FinishReason: (enums.FINISH_NAMES, enums.FINISH)}[enum]
+    for full, number in enum.items():
+        short = names[number]
+        assert short == full.removeprefix(prefix).lower() and numbers[short] == number
+    assert enums.name(names, max(enum.values()) + 1) == "unspecified"
+
+
+def test_a_query_the_device_builds_is_the_query_the_gateway_reads(tmp_path: Path) -> None:
+    """The device's converters (understand -> Intent.to_proto, device_context, AssistantClient.build_query)
+    across the wire into the gateway's readers (the route preference's name, the intent's slots, the tool it
+    calls without a model)."""
+    from device.client import AssistantClient
+    from device.commands import understand
+    from gateway import messages as msg
+    from gateway.turn import TurnRunner
+    from protos.enums import PREFERENCE_NAMES
+    from voxlens.config import DeviceConfig
+
+    client = AssistantClient(DeviceConfig(place_name="Paris, France", latitude=48.8566, longitude=2.3522,
+                                          time_zone="Europe/Paris", media_dir=str(tmp_path)))
+    sent = client.build_query(understand("ask the big model what's the weather in Paris tomorrow"), "t1")
+    got = pb.DeviceMessage.FromString(pb.DeviceMessage(query=sent).SerializeToString()).query
+    assert PREFERENCE_NAMES[got.context.route_preference] == "big"
+    assert (got.intent.name, msg.slot_text(got.intent)) == ("weather", {"city": "Paris", "day": "tomorrow"})
+    assert TurnRunner.direct_tool(got) == ("weather", {"city": "Paris", "day": "tomorrow"})
+    assert (got.context.time_zone, got.context.location.place_name) == ("Europe/Paris", "Paris, France")
+    assert got.turn_id == "t1" and got.conversation_id == client.conversation_id and got.language
