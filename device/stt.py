@@ -12,6 +12,13 @@ While the user speaks, `StreamingTranscription` re-transcribes the growing buffe
 in a background thread, and once more as soon as a silent frame follows speech.
 By the time the endpointer's silence window has elapsed, the last partial usually
 already covers all the speech, so `finish()` returns it without another pass.
+
+Languages: `[stt] languages` (default ["en"]) picks the model. English alone keeps the fast
+English-only tiny.en; any other language needs a multilingual Whisper (whisper-base from the
+catalog), which identifies the language of each utterance from the same encoder pass, restricted
+to the enabled languages: an utterance identified as a language that is not enabled is
+transcribed in the enabled one Whisper ranks highest for it (its closest), and logged.
+`[stt] language` fixes one language instead.
 """
 from __future__ import annotations
 
@@ -34,6 +41,33 @@ log = logging.getLogger(__name__)
 
 MAX_AUDIO_S = 120.0
 STOCK_WINDOW_S = 30.0
+ENGLISH_ONLY_DEFAULT = "whisper-tiny.en"
+MULTILINGUAL_DEFAULT = "whisper-base"
+
+
+def model_for(stt_model: str, cfg: SttConfig) -> str:
+    """The Whisper to load: the default English-only model becomes the multilingual one once another
+    language is enabled (or fixed); an explicitly configured model is kept as it is."""
+    wanted = set(cfg.languages) | ({cfg.language} if cfg.language else set())
+    if stt_model == ENGLISH_ONLY_DEFAULT and wanted - {"en"}:
+        return MULTILINGUAL_DEFAULT
+    return stt_model
+
+
+def pick_language(ranked: list[tuple[str, float]], enabled: tuple[str, ...]) -> tuple[str, float]:
+    """Whisper's ranked (language, probability) list -> the enabled language to transcribe in.
+
+    The top language when it is enabled; otherwise the enabled language Whisper ranks highest for
+    this audio, i.e. the closest one it sounds like (logged). No enabled list: the top language."""
+    top, top_p = ranked[0]
+    if not enabled or top in enabled:
+        return top, top_p
+    for language, prob in ranked:
+        if language in enabled:
+            log.info("utterance identified as %r (p=%.2f), which is not enabled; handled in %r, the closest "
+                     "enabled language (p=%.2f)", top, top_p, language, prob)
+            return language, prob
+    return enabled[0], 0.0
 
 
 @dataclass
@@ -45,9 +79,11 @@ class Transcript:
     audio_s: float = 0.0
     language_prob: float = 1.0
     reused_partial: bool = False   # final taken from the last background pass (audio after it was silence)
+    detected_language: str = ""    # Whisper's own top language when it is not enabled (handled in `language`)
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "language": self.language, "language_prob": round(self.language_prob, 3),
+        extra = {"detected_language": self.detected_language} if self.detected_language else {}
+        return {"text": self.text, "language": self.language, "language_prob": round(self.language_prob, 3), **extra,
                 "audio_s": round(self.audio_s, 3), "partial": self.partial, "reused_partial": self.reused_partial,
                 "timings": self.timings.as_ms()}
 
@@ -81,6 +117,7 @@ class SpeechToText:
         self._tokenizer_cls = Tokenizer
         self._lock = threading.Lock()
         self._counts = {"fallbacks": 0}   # shared with with_config() clones
+        self._detected = ""               # set under the lock by each pass
 
     @property
     def fallbacks(self) -> int:
@@ -112,20 +149,51 @@ class SpeechToText:
                              "split it, e.g. with `voxlens listen`")
         prompt = prompt if prompt is not None else (self.cfg.initial_prompt or None)
         timings = Timings()
+        self._detected = ""
         with self._lock, timings.measure("stt.transcribe"):
             if audio_s + 2.0 > STOCK_WINDOW_S or self.cfg.encoder_window_s <= 0:
                 text, language, prob = self._transcribe_stock(audio, prompt)
             else:
                 text, language, prob = self._transcribe_window(audio, audio_s, prompt)
-        return Transcript(text.strip(), language, timings, audio_s=audio_s, language_prob=prob)
+            detected = self._detected
+        return Transcript(text.strip(), language, timings, audio_s=audio_s, language_prob=prob,
+                          detected_language=detected)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages this model hears with this config: English only for an .en model."""
+        if not self.multilingual:
+            return ("en",)
+        return (self.cfg.language,) if self.cfg.language else tuple(self.cfg.languages)
+
+    def missing_languages(self) -> list[str]:
+        """Enabled languages this model cannot hear (an English-only model with [stt] languages = ["de"])."""
+        wanted = list(self.cfg.languages) + ([self.cfg.language] if self.cfg.language else [])
+        return [] if self.multilingual else sorted(set(wanted) - {"en"})
+
+    def _language_of(self, encoder_output) -> tuple[str, float]:
+        """The utterance's language and its probability: fixed, or identified among the enabled languages."""
+        if not self.multilingual:
+            return "en", 1.0
+        if self.cfg.language:
+            return self.cfg.language, 1.0
+        ranked = [(token[2:-2], prob) for token, prob in self.model.model.detect_language(encoder_output)[0]]
+        language, prob = pick_language(ranked, self.languages)
+        self._detected = ranked[0][0] if ranked[0][0] != language else ""
+        return language, prob
 
     def _transcribe_stock(self, audio: np.ndarray, prompt: str | None) -> tuple[str, str, float]:
-        segments, info = self.model.transcribe(
-            audio, language=self.cfg.language or None if self.multilingual else "en",
-            beam_size=self.cfg.beam_size, without_timestamps=True, vad_filter=False,
+        language, prob = "en", 1.0
+        if self.multilingual:   # identify on the first 30 s window, restricted to the enabled languages
+            features = self.model.feature_extractor(audio[: int(STOCK_WINDOW_S * SAMPLE_RATE_HZ)])
+            frames = self.model.feature_extractor.nb_max_frames
+            features = np.pad(features[:, :frames], ((0, 0), (0, max(0, frames - features.shape[1]))))
+            language, prob = self._language_of(self.model.encode(np.ascontiguousarray(features)))
+        segments, _info = self.model.transcribe(
+            audio, language=language, beam_size=self.cfg.beam_size, without_timestamps=True, vad_filter=False,
             condition_on_previous_text=False, initial_prompt=prompt)
         text = "".join(s.text for s in segments)
-        return text, info.language, info.language_probability
+        return text, language, prob
 
     def _transcribe_window(self, audio: np.ndarray, audio_s: float, prompt: str | None) -> tuple[str, str, float]:
         fe = self.model.feature_extractor
@@ -135,13 +203,7 @@ class SpeechToText:
             # Zero-padded features, exactly as faster-whisper's own pad_or_trim does up to 30 s.
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         encoder_output = self.model.encode(np.ascontiguousarray(features))
-        language, prob = "en", 1.0
-        if self.multilingual:
-            if self.cfg.language:
-                language = self.cfg.language
-            else:
-                token, prob = self.model.model.detect_language(encoder_output)[0][0]
-                language = token[2:-2]
+        language, prob = self._language_of(encoder_output)
         tokenizer = self._tokenizer(language)
         previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
         tokens = self.model.get_prompt(tokenizer, previous, without_timestamps=True)
@@ -266,7 +328,7 @@ class StreamingTranscription:
         latest = self._latest
         if latest is not None and self._latest_samples >= self._voiced_end:
             final = Transcript(latest.text, latest.language, Timings(), False, latest.audio_s,
-                               latest.language_prob, reused_partial=True)
+                               latest.language_prob, reused_partial=True, detected_language=latest.detected_language)
             final.timings.records.extend(latest.timings.records)
         else:
             final = await asyncio.to_thread(self.stt.transcribe, self._audio(), prompt=self.prompt)

@@ -6,6 +6,12 @@ model writes the answer word by word, so the answer starts on its first few word
 cut at a phrase boundary, while the rest is still being written. Sentence boundaries come from `sentencex` (a maintained
 segmenter that keeps "Dr.", "3.5" and "U.S." intact), not from a regex. Synthesis
 blocks, so it runs in a worker thread while the previous piece plays.
+
+Languages: each TextToSpeech speaks one language, with a Piper voice or, where no neural voice
+is configured, espeak-ng (device/espeak_voice.py); device/voices.py picks one per answer's
+language. Where a first piece may end is data per language (device/speech_breaks.toml). Thai
+writes no sentence punctuation (spaces separate its phrases), so Thai is cut at spaces; Hindi
+ends sentences with "।", which sentencex knows.
 """
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ import logging
 import os
 import re
 import threading
+import tomllib
+import unicodedata
+from functools import cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator
@@ -70,16 +79,80 @@ _GLUE_WORDS = frozenset({
 _CLINGING = _GLUE_WORDS | _BREAK_BEFORE | {"of", "as", "than"}
 
 
+
+@dataclass(frozen=True)
+class BreakWords:
+    """One language's word lists for first_piece_end."""
+    break_before: frozenset[str]
+    glue: frozenset[str]
+    numbers: frozenset[str]
+
+    @property
+    def clinging(self) -> frozenset[str]:
+        return self.glue | self.break_before
+
+
+ENGLISH = BreakWords(_BREAK_BEFORE, _GLUE_WORDS, _NUMBER_WORDS)
+NO_WORDS = BreakWords(frozenset(), frozenset(), frozenset())
+
+
+@cache
+def break_words(language: str) -> BreakWords:
+    """The language's lists from device/speech_breaks.toml ("de-AT" -> de); none known: clause marks only."""
+    lang = language.replace("_", "-").split("-")[0].lower()
+    if lang in ("", "en"):
+        return ENGLISH
+    with open(Path(__file__).with_name("speech_breaks.toml"), "rb") as fh:
+        table = tomllib.load(fh).get(lang)
+    if table is None:
+        return NO_WORDS
+    return BreakWords(*(frozenset(w.lower() for w in table.get(k, ())) for k in ("break_before", "glue", "numbers")))
+
+
 def _bare(word: str) -> str:
-    return re.sub(r"[^\w']", "", word.lower())
+    """Lower case without punctuation; letters, combining marks (Devanagari, Thai vowels) and digits stay."""
+    return "".join(c for c in word.lower() if c == "'" or unicodedata.category(c)[0] in "LMN")
 
 
-def _is_number(word: str) -> bool:
+def _is_number(word: str, words: BreakWords = ENGLISH) -> bool:
     w = _bare(word)
-    return bool(re.search(r"\d", w)) or w in _NUMBER_WORDS
+    return bool(re.search(r"\d", w)) or w in words.numbers
 
 
-def first_piece_end(text: str, min_words: int, max_words: int, complete: bool) -> int:
+_THAI = re.compile(r"[\u0E00-\u0E7F]")
+
+
+def thai_segments(text: str) -> list[str]:
+    """Thai text -> its phrases, which is what Thai writes instead of sentences: a space between two Thai
+    phrases is a boundary. No cut beside a number or a Latin word ("iPhone 15", "10 ล้าน") nor after the
+    repetition mark "ๆ" (written with a space inside a phrase). Like sentencex, every character is kept:
+    the spaces ride on the segment before."""
+    parts = re.split(r"(?<=\S)(\s+)(?=\S)", text)
+    segments: list[str] = []
+    current = parts[0]
+    for i in range(1, len(parts), 2):
+        space, nxt = parts[i], parts[i + 1]
+        before = current.rstrip().split()[-1] if current.strip() else ""
+        boundary = (bool(_THAI.search(before[-1:])) and bool(_THAI.match(nxt)) and not before.endswith("ๆ"))
+        if boundary:
+            segments.append(current + space)
+            current = nxt
+        else:
+            current += space + nxt
+    segments.append(current)
+    return [s for s in segments if s]
+
+
+def segment(language: str, text: str) -> list[str]:
+    """Sentences (Thai: phrases) of `text`, every character kept."""
+    if language.split("-")[0].lower() == "th":
+        return thai_segments(text)
+    import sentencex
+
+    return [s for s in sentencex.segment(language or "en", text) if s]
+
+
+def first_piece_end(text: str, min_words: int, max_words: int, complete: bool, language: str = "en") -> int:
     """Where the first spoken piece of `text` ends (a character offset), or 0 when it is not known yet.
 
     The piece has min_words..max_words words and ends at a clause mark (",", ";", ":", a dash) or before a
@@ -93,16 +166,19 @@ def first_piece_end(text: str, min_words: int, max_words: int, complete: bool) -
     if not complete and spans and spans[-1][1] == len(text):
         spans = spans[:-1]                      # the last word may still grow ("an" -> "and")
     words = [text[a:b] for a, b in spans]
+    lists = break_words(language)
     for i in range(min_words, min(max_words, len(words) - 1) + 1):   # cut after words[i - 1]
         prev, nxt, tail = words[i - 1], words[i], len(words) - i
-        if prev[-1] in ",;:" or nxt in ("-", "\u2013", "\u2014"):
+        if prev[-1] in ",;:\u060c\u3001" or nxt in ("-", "\u2013", "\u2014"):
             return spans[i - 1][1]
-        if (_bare(nxt) in _BREAK_BEFORE and tail >= 2     # "turn it | on." or a one-word tail sounds chopped
-                and not _is_number(prev) and _bare(prev) not in _GLUE_WORDS and _bare(prev) not in _BREAK_BEFORE):
+        if (_bare(nxt) in lists.break_before and tail >= 2     # "turn it | on." or a one-word tail sounds chopped
+                and not _is_number(prev, lists) and _bare(prev) not in lists.glue
+                and _bare(prev) not in lists.break_before):
             return spans[i - 1][1]
     if len(words) - max_words >= (2 if complete else 1):   # no boundary: cut anyway, not after a small word
         i = max_words
-        while i > min_words and (_is_number(words[i - 1]) or _bare(words[i - 1]) in _CLINGING):
+        clinging = _CLINGING if lists is ENGLISH else lists.clinging
+        while i > min_words and (_is_number(words[i - 1], lists) or _bare(words[i - 1]) in clinging):
             i -= 1
         return spans[i - 1][1]
     return 0
@@ -126,10 +202,8 @@ class SentenceChunker:
         self._emitted = 0
 
     def push(self, delta: str) -> list[str]:
-        import sentencex
-
         self._buffer += delta
-        segments = [s for s in sentencex.segment(self.language, self._buffer) if s]
+        segments = segment(self.language, self._buffer)
         if not segments:
             return []
         # sentencex keeps every character (spaces ride on the segment before), so offsets add up.
@@ -141,14 +215,15 @@ class SentenceChunker:
             if pieces:      # the first sentence is complete: send its head ahead of the rest
                 pieces[:1] = self._split_first(pieces[0])
             else:           # the first sentence is still streaming: send its head as soon as it is known
-                cut = first_piece_end(self._buffer, self.min_words, self.max_words, complete=False)
+                cut = first_piece_end(self._buffer, self.min_words, self.max_words, complete=False,
+                                      language=self.language)
                 if cut:
                     pieces, self._buffer = [self._buffer[:cut].strip()], self._buffer[cut:].lstrip()
         self._emitted += len(pieces)
         return pieces
 
     def _split_first(self, sentence: str) -> list[str]:
-        cut = first_piece_end(sentence, self.min_words, self.max_words, complete=True)
+        cut = first_piece_end(sentence, self.min_words, self.max_words, complete=True, language=self.language)
         return [sentence[:cut].strip(), sentence[cut:].strip()] if cut else [sentence]
 
     def flush(self) -> list[str]:
@@ -168,14 +243,47 @@ class SpeechChunk:
     timings: Timings = field(default_factory=Timings)
 
 
-class TextToSpeech:
-    """A loaded Piper voice; `stream()` turns text deltas into audio chunks, `cancel()` stops it."""
+ESPEAK_PREFIX = "espeak:"
 
-    def __init__(self, voice: str = "piper-joe-medium", cfg: TtsConfig | None = None) -> None:
+
+class _EspeakSynthesis:
+    """Stands in for Piper's SynthesisConfig on an espeak-ng voice (length_scale is Piper's)."""
+
+    def __init__(self, length_scale: float = 1.0) -> None:
+        self.length_scale = length_scale
+
+
+class TextToSpeech:
+    """A loaded voice for one language; `stream()` turns text deltas into audio chunks, `cancel()` stops it.
+
+    voice: a catalog name or a path to a Piper .onnx, or "espeak:<language>" for espeak-ng's voice
+    (the fallback where no Piper voice for a language is on this machine)."""
+
+    def __init__(self, voice: str = "piper-joe-medium", cfg: TtsConfig | None = None, language: str = "en") -> None:
+        self.cfg = cfg or TtsConfig()
+        self.language = language
+        self.voice_name = voice
+        self._generation = 0
+        self._lock = threading.Lock()   # shared by with_config() clones: they share the voice
+        self.last_timings = Timings()
+        self.syntheses = 0              # calls to the synthesiser (tests count them: a prepared line costs none)
+        if voice.startswith(ESPEAK_PREFIX):
+            from device.espeak_voice import EspeakVoice, EspeakUnavailable
+            from models.catalog import ModelError
+
+            try:
+                self.voice = EspeakVoice(voice[len(ESPEAK_PREFIX):] or language, self.cfg.espeak_words_per_minute)
+            except EspeakUnavailable as exc:
+                raise ModelError(str(exc)) from None
+            self.sample_rate_hz: int = self.voice.sample_rate_hz
+            self._syn_config = _EspeakSynthesis(self.cfg.length_scale)
+            return
+        self._load_piper(voice)
+
+    def _load_piper(self, voice: str) -> None:
         from models.catalog import ModelError, resolve
         from piper import SynthesisConfig
 
-        self.cfg = cfg or TtsConfig()
         path = Path(voice) if voice.endswith(".onnx") or "/" in voice else Path(resolve(voice))
         config_path = Path(str(path) + ".json")
         for p in (path, config_path):
@@ -186,12 +294,12 @@ class TextToSpeech:
             self.voice = load_piper_voice(path, config_path, self.cfg.threads)
         except Exception as exc:
             raise ModelError(f"Piper voice {path} cannot be loaded ({exc}); fix: voxlens models verify {voice}") from None
-        self.sample_rate_hz: int = self.voice.config.sample_rate
+        self.sample_rate_hz = self.voice.config.sample_rate
         self._syn_config = SynthesisConfig(length_scale=self.cfg.length_scale)
-        self._generation = 0
-        self._lock = threading.Lock()   # shared by with_config() clones: they share the voice
-        self.last_timings = Timings()
-        self.syntheses = 0              # calls to Piper (tests count them: a prepared line costs none)
+
+    @property
+    def is_espeak(self) -> bool:
+        return isinstance(self._syn_config, _EspeakSynthesis)
 
     def with_config(self, cfg: TtsConfig) -> "TextToSpeech":
         """The same loaded voice with other settings (benchmarks compare options without loading twice)."""
@@ -210,6 +318,8 @@ class TextToSpeech:
         self._check(text)
         with self._lock:
             self.syntheses += 1
+            if self.is_espeak:   # espeak-ng pauses at punctuation itself; the chunker already cut sentences
+                return [self.voice.synthesize(text)]
             return [chunk.audio_int16_array for chunk in self.voice.synthesize(text, self._syn_config)]
 
     def synthesize(self, text: str) -> np.ndarray:
@@ -229,7 +339,7 @@ class TextToSpeech:
         generation = self._generation
         timings = self.last_timings = Timings()
         queue: asyncio.Queue[SpeechChunk | BaseException | None] = asyncio.Queue(maxsize=4)
-        chunker = SentenceChunker(self.cfg.first_clause_min_words, self.cfg.first_clause_max_words)
+        chunker = SentenceChunker(self.cfg.first_clause_min_words, self.cfg.first_clause_max_words, self.language)
         first_delta_s: list[float] = []
 
         async def produce() -> None:

@@ -55,6 +55,7 @@ class ModelEntry:
     root: str = ""                 # kind=package: "module:subfolder"; kind=repo: folder under models/
     path_env: str = ""             # kind=path
     source_url: str = ""
+    languages: tuple[str, ...] = ()  # languages it covers ("en", "de"); empty: any (VAD, wake front end)
 
     def folder(self, cache_dir: Path | None = None) -> Path:
         """Where this model's files live (they may not exist yet)."""
@@ -147,6 +148,7 @@ def all_models(path: Path = CATALOG_PATH) -> tuple[ModelEntry, ...]:
             for f in raw.pop("files", [])
         )
         raw["packages"] = tuple(raw.get("packages", ()))
+        raw["languages"] = tuple(raw.get("languages", ()))
         entries.append(ModelEntry(files=files, **raw))
     return tuple(entries)
 

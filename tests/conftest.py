@@ -59,6 +59,28 @@ def stt():
 
 
 @pytest.fixture(scope="session")
+def stt_multilingual():
+    """Whisper base (multilingual, from the catalog), identifying en/de/fr/es per utterance."""
+    from device.stt import SpeechToText
+    from voxlens.config import SttConfig
+
+    return SpeechToText("whisper-base", SttConfig(languages=("en", "de", "fr", "es")))
+
+
+@pytest.fixture(scope="session")
+def espeak_16k():
+    """(language, text) -> 16 kHz int16 espeak-ng speech: a voice no model here was trained on."""
+    from device.audio import SAMPLE_RATE_HZ, resample
+    from device.espeak_voice import EspeakVoice
+
+    def speak(language: str, text: str):
+        voice = EspeakVoice(language)
+        return resample(voice.synthesize(text), voice.sample_rate_hz, SAMPLE_RATE_HZ)
+
+    return speak
+
+
+@pytest.fixture(scope="session")
 def silero():
     """The Silero VAD model; call .reset() before use (it carries state)."""
     from device.vad import SileroVad

@@ -56,12 +56,14 @@ def run(args: argparse.Namespace) -> int:
                 where = str(e.folder(cache_dir) if e.entry == "." else e.folder(cache_dir) / e.entry)
             except cat.ModelError as exc:
                 where = f"(unavailable: {exc})"
-            row = {"name": e.name, "role": e.role, "default": e.default, "kind": e.kind, "path": where, "description": e.description}
+            row = {"name": e.name, "role": e.role, "default": e.default, "kind": e.kind, "path": where,
+                   "languages": list(e.languages), "description": e.description}
             if args.json:
                 print(json.dumps(row))
             else:
                 flag = "*" if e.default else " "
-                print(f"{flag} {e.name:28} {e.role:14} {e.kind:9} {where}")
+                langs = ",".join(e.languages) or "any"
+                print(f"{flag} {e.name:28} {e.role:14} {e.kind:9} {langs:23} {where}")
         return 0
 
     try:

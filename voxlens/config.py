@@ -62,7 +62,8 @@ class VadConfig:
 class SttConfig:
     compute_type: str = "int8"
     beam_size: int = 1
-    language: str = ""        # empty: the model's own (en for .en models, else detected)
+    language: str = ""        # a fixed language ("de"); empty: identified per utterance among `languages`
+    languages: tuple[str, ...] = ("en",)  # languages heard; more than English: [models] stt whisper-tiny.en -> whisper-base
     partial_interval_ms: int = 480
     cpu_threads: int = 0      # 0: let CTranslate2 choose
     encoder_window_s: float = 10.0  # encode audio + 2 s, at least this long (Whisper pads to 30 s); 0: stock 30 s
@@ -75,6 +76,8 @@ class TtsConfig:
     first_clause_min_words: int = 3   # the first spoken piece: 3..10 words cut at a phrase boundary (device/tts.py)
     first_clause_max_words: int = 10
     threads: int = 0          # onnxruntime threads for Piper; 0: every core (they sleep, never spin)
+    voices: tuple[str, ...] = ()  # "de=/path/de_DE-thorsten-medium.onnx": a Piper voice per language; others: espeak-ng
+    espeak_words_per_minute: int = 165  # the espeak-ng fallback voice's speed
 
 
 @dataclass(frozen=True)
