@@ -26,6 +26,8 @@ class GatewayMetrics:
         self.failovers = Counter("voxlens_failovers", "Turns moved to the other tier mid-turn", ["from_tier"], registry=r)
         self.tool_calls = Counter("voxlens_tool_calls", "Tool runs by outcome", ["tool", "outcome"], registry=r)
         self.errors = Counter("voxlens_errors", "Errors sent to devices, by status code", ["code"], registry=r)
+        self.streams = Counter("voxlens_streams", "Converse streams devices opened (a device holds one; more: "
+                               "reconnects)", registry=r)
         self.turns = Counter("voxlens_turns", "Turns ended, by finish reason (stop, length, cancelled, error)",
                              ["finish_reason"], registry=r)
         self.queue_depth = Gauge("voxlens_queue_depth", "Turns waiting for a generation slot", ["tier"], registry=r)

@@ -62,6 +62,7 @@ class AssistantService(pb_grpc.AssistantServicer):
             log.info("rejected a stream from %s: %s", context.peer(), exc)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             return
+        self.metrics.streams.inc()
         out: asyncio.Queue = asyncio.Queue(maxsize=max(1, self.cfg.max_outbound_messages))
         tasks: dict[str, asyncio.Task] = {}
         stream = _Outbound(out, asyncio.current_task(), tasks, self.cfg.send_stall_s, device, self.metrics)

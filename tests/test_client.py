@@ -1,8 +1,9 @@
-"""The gRPC client over real gRPC on 127.0.0.1, against a small real grpc.aio servicer of the same contract.
+"""The gRPC client over real gRPC on 127.0.0.1, against the real gateway (gateway/server.py).
 
-The servicer is a test peer of the voxlens.v1 protocol (the real gateway is its own
-stream of work): it echoes the query as deltas, streams slowly when asked, honours
-Cancel, checks the bearer token, and can be stopped and restarted on the same port.
+The gateway's tiers are the instant backend (gateway/backends/instant.py: no model to load, answers the
+tests can predict; `echo` answers with the question, `word_s` paces the words like a model writing them);
+its weather tool reads the Open-Meteo stand-in. What the gateway did is read from its own metrics and from
+what its backends were asked, not from a test servicer.
 """
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import asyncio
 import random
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import pytest
 import pytest_asyncio
 
@@ -20,85 +21,153 @@ from device.client import AssistantClient, device_context, parse_target
 from device.client_events import (ClientConfigError, GatewayError, GatewayUnavailable, OFFLINE_SPOKEN, RouteEvent,
                                   TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
 from device.commands import understand
+from gateway.auth import hash_token
+from gateway.backends.instant import InstantBackend
+from gateway.server import Gateway, start_gateway
 from protos import assistant_pb2 as pb
-from tests.grpc_peer import BatteryAndWifi, EchoServicer, PeerServer, free_port
-from voxlens.config import DeviceConfig
+from tests.gateway_support import free_port
+from voxlens.config import Config, DeviceConfig, replace
 from voxlens.retry import Backoff, retry
 
 FAST = Backoff(initial_s=0.05, max_s=0.2)
+TOKEN = "s3cret"
+SLOW = {"words": tuple(f"word{i} " for i in range(50)), "word_s": 0.05}   # a 2.5 s answer
+HANGS = {"word_s": 3600.0}                                                # a model that never answers
 
 
-@pytest_asyncio.fixture(loop_scope="function")  # the servicer must run on the test's own loop
-async def peer():
-    server = PeerServer(EchoServicer(token="s3cret"), free_port())
-    await server.start()
-    yield server
-    await server.stop()
+class LiveGateway:
+    """The real gateway on a fixed loopback port with instant tiers; stoppable and restartable on that port."""
+
+    def __init__(self, open_meteo, *, token: str = TOKEN, tls: tuple[Path, Path] | None = None, **backend) -> None:
+        c = Config()
+        cert, key = (str(tls[0]), str(tls[1])) if tls else ("", "")
+        self.cfg = replace(c.gateway, token_sha256=(hash_token(token),) if token else (), tls_cert=cert, tls_key=key)
+        self.tools = replace(c.tools, geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url)
+        self.router = c.router
+        backend = {"echo": True, **backend}
+        self.small, self.big = InstantBackend("small", **backend), InstantBackend("big", **backend)
+        self.port = free_port()
+        self.gw: Gateway | None = None
+
+    async def start(self) -> None:
+        self.gw = await start_gateway(self.cfg, self.tools, self.router, port=self.port,
+                                      backends={"small": self.small, "big": self.big})
+
+    async def stop(self) -> None:
+        if self.gw is not None:
+            await self.gw.stop(0)
+            self.gw = None
+
+    def count(self, metric: str, **labels: str) -> float:
+        assert self.gw is not None
+        return self.gw.metrics.registry.get_sample_value(metric, labels) or 0.0
+
+    @property
+    def stopped(self) -> int:
+        """Model streams the gateway closed before their last word (a Cancel reached the model)."""
+        return self.small.stopped + self.big.stopped
+
+
+@pytest_asyncio.fixture(loop_scope="function")  # the gateway must run on the test's own loop
+async def serve(open_meteo):
+    started: list[LiveGateway] = []
+
+    async def start(**kw) -> LiveGateway:
+        gw = LiveGateway(open_meteo, **kw)
+        await gw.start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        await gw.stop()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait for something the gateway does on its own loop (a Cancel it handles after the client returned)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+class BatteryAndWifi:
+    def battery_percent(self) -> int | None:
+        return 73
+
+    def network(self) -> int:
+        return pb.NETWORK_TYPE_WIFI
 
 
 def config(port: int, **kw) -> DeviceConfig:
-    return DeviceConfig(gateway=f"127.0.0.1:{port}", token=kw.pop("token", "s3cret"), **kw)
+    return DeviceConfig(gateway=f"127.0.0.1:{port}", token=kw.pop("token", TOKEN), **kw)
 
 
 async def collect(client: AssistantClient, query, **kw) -> list:
     return [event async for event in client.ask(query, **kw)]
 
 
-async def test_echo_turn_carries_query_context_and_events(peer: PeerServer) -> None:
+def said(events: list) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextEvent))
+
+
+async def test_a_turn_carries_the_query_and_its_context_and_gives_the_gateways_events(serve, open_meteo) -> None:
+    live = await serve()
     paris = dict(place_name="Paris, France", latitude=48.8566, longitude=2.3522, time_zone="Europe/Paris")
-    async with AssistantClient(config(peer.port, **paris), status=BatteryAndWifi(), backoff=FAST) as client:
+    asked_before = len(open_meteo.requests)
+    async with AssistantClient(config(live.port, **paris), status=BatteryAndWifi(), backoff=FAST) as client:
         events = await collect(client, understand("ask the big model what's the weather in Paris tomorrow"))
-    assert isinstance(events[0], RouteEvent) and events[0].model == "echo" and events[0].tier == "none"
-    assert isinstance(events[1], ToolEvent) and (events[1].phase, events[1].status) == ("started", "Checking the weather")
-    text = "".join(e.text for e in events if isinstance(e, TextEvent))
-    assert text.strip() == "what's the weather in Paris tomorrow"
+    route = events[0]
+    assert isinstance(route, RouteEvent) and (route.tier, route.model, route.reason) == (
+        "big", "instant", "explicit_preference")       # the route preference arrived
+    tools = [(e.phase, e.status) for e in events if isinstance(e, ToolEvent)]
+    assert tools == [("started", "Checking the weather"), ("finished", "")]
+    # the intent's slots arrived: the weather tool looked up Paris, and tomorrow's forecast was phrased
+    assert ("/v1/search", "Paris") in [(path, q.get("name")) for path, q in open_meteo.requests[asked_before:]]
+    assert said(events).endswith("Tomorrow in Paris: light rain, high of 18 and low of 10 degrees.")
     end = events[-1]
-    assert isinstance(end, TurnEndEvent) and end.finish_reason == "stop" and end.timings_ms == {"first_token": 1.5}
+    assert isinstance(end, TurnEndEvent) and end.finish_reason == "stop"
+    assert {"route", "tool.weather", "total"} <= set(end.timings_ms) and all(v >= 0 for v in end.timings_ms.values())
     assert all(a.at_s <= b.at_s for a, b in zip(events, events[1:]))
-    (query,) = peer.servicer.queries
-    assert query.intent.name == "weather"
-    assert {k: v.text for k, v in query.intent.slots.items()} == {"city": "Paris", "day": "tomorrow"}
-    ctx = query.context
-    assert ctx.route_preference == pb.ROUTE_PREFERENCE_BIG
-    assert (ctx.time_zone, ctx.locale, ctx.battery_percent, ctx.network) == ("Europe/Paris", "en-US", 73, pb.NETWORK_TYPE_WIFI)
-    assert ctx.location.place_name == "Paris, France"
-    assert query.language == "en" and query.conversation_id
+    (asked,) = live.big.requests                      # the model was given the device's place and time zone
+    assert "Paris, France" in asked.messages[0]["content"] and "Europe/Paris" in asked.messages[0]["content"]
 
 
-async def test_concurrent_turns_share_one_stream(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port), backoff=FAST) as client:
+async def test_concurrent_turns_share_one_stream(serve) -> None:
+    live = await serve()
+    async with AssistantClient(config(live.port), backoff=FAST) as client:
         results = await asyncio.gather(*(collect(client, f"question number {i}") for i in range(5)))
         for i, events in enumerate(results):
-            text = "".join(e.text for e in events if isinstance(e, TextEvent))
-            assert text.strip() == f"question number {i}"  # no turn got another turn's words
-    assert peer.servicer.streams == 1
-    assert len({q.turn_id for q in peer.servicer.queries}) == 5
-    assert len({q.conversation_id for q in peer.servicer.queries}) == 1
+            assert said(events).strip() == f"question number {i}"  # no turn got another turn's words
+    assert live.count("voxlens_streams_total") == 1
+    assert live.count("voxlens_turns_total", finish_reason="stop") == 5
+    assert len(live.gw.runner.memory) == 1  # one conversation
 
 
-async def test_cancel_reaches_the_gateway_and_ends_the_turn(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port), backoff=FAST) as client:
+async def test_cancel_reaches_the_gateway_and_ends_the_turn(serve) -> None:
+    live = await serve(**SLOW)
+    async with AssistantClient(config(live.port), backoff=FAST) as client:
         turn_id = client.new_turn_id()
         events = []
-        async for event in client.ask("slow story please", turn_id=turn_id):
+        async for event in client.ask("tell me a long story", turn_id=turn_id):
             events.append(event)
             if isinstance(event, TextEvent):
                 assert client.cancel(turn_id)
         assert isinstance(events[-1], TurnEndEvent) and events[-1].finish_reason == "cancelled"
         assert len([e for e in events if isinstance(e, TextEvent)]) < 10
-    assert peer.servicer.cancels == [turn_id]  # sent once, not again when the turn ended
+    assert live.count("voxlens_turns_total", finish_reason="cancelled") == 1
+    assert live.stopped == 1  # the model stopped writing
 
 
-async def test_leaving_the_loop_early_sends_cancel(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port), backoff=FAST) as client:
-        turn_id = client.new_turn_id()
-        stream = client.ask("slow story", turn_id=turn_id)
+async def test_leaving_the_loop_early_sends_cancel(serve) -> None:
+    live = await serve(**SLOW)
+    async with AssistantClient(config(live.port), backoff=FAST) as client:
+        stream = client.ask("tell me a long story")
         async for event in stream:
             if isinstance(event, TextEvent):
                 break  # barge-in: the engine stops listening
         await stream.aclose()
-        await asyncio.wait_for(peer.servicer.cancel_seen.wait(), 2.0)
-    assert peer.servicer.cancels == [turn_id]
+        await until(lambda: live.stopped == 1)
+    assert live.count("voxlens_turns_total", finish_reason="cancelled") == 1
 
 
 async def test_unreachable_gateway_fails_fast_with_a_spoken_message() -> None:
@@ -125,75 +194,77 @@ async def test_silent_gateway_fails_within_the_connect_timeout() -> None:
             assert caught.value.spoken == OFFLINE_SPOKEN
 
 
-async def test_reconnects_after_the_gateway_restarts(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port), backoff=FAST) as client:
-        assert [e for e in await collect(client, "first") if isinstance(e, TextEvent)]
+async def test_reconnects_after_the_gateway_restarts(serve) -> None:
+    live = await serve(**SLOW)
+    async with AssistantClient(config(live.port), backoff=FAST) as client:
+        assert said(await collect(client, "first"))
         turn = client.ask("slow and steady")
         first = await anext(turn)
         assert isinstance(first, RouteEvent)
-        await peer.stop()
+        await live.stop()
         with pytest.raises(GatewayUnavailable):  # the in-flight turn ends at once, no hang
             await asyncio.wait_for(collect_rest(turn), 1.0)
         with pytest.raises(GatewayUnavailable):
             await asyncio.wait_for(collect(client, "while down"), 1.0)
-        await peer.start()
+        live.small.word_s = live.big.word_s = 0.0
+        live.small.echo = live.big.echo = True
+        await live.start()
         assert await client.wait_connected(3.0)
-        events = await collect(client, "back again")
-        assert "".join(e.text for e in events if isinstance(e, TextEvent)).strip() == "back again"
-    assert peer.servicer.streams == 2
+        assert said(await collect(client, "back again")).strip() == "back again"
+        assert live.count("voxlens_streams_total") == 1  # the restarted gateway: one new stream
 
 
 async def collect_rest(turn) -> list:
     return [event async for event in turn]
 
 
-async def test_per_turn_deadline_raises_and_cancels(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port), backoff=FAST) as client:
+async def test_per_turn_deadline_raises_and_cancels(serve) -> None:
+    live = await serve(**HANGS)
+    async with AssistantClient(config(live.port), backoff=FAST) as client:
         turn_id = client.new_turn_id()
         with pytest.raises(TurnTimeout) as caught:
             await collect(client, "hang", turn_id=turn_id, timeout_s=0.3)
         assert "turn_timeout_s" in str(caught.value) and caught.value.spoken
-        await asyncio.wait_for(peer.servicer.cancel_seen.wait(), 2.0)
-    assert peer.servicer.cancels == [turn_id]
+        await until(lambda: live.stopped == 1)  # the Cancel reached the gateway: the model stopped waiting
+    assert live.count("voxlens_turns_total", finish_reason="cancelled") == 1
 
 
-async def test_typed_gateway_error_is_raised_with_its_spoken_text(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port), backoff=FAST) as client:
+async def test_typed_gateway_error_is_raised_with_its_spoken_text(serve) -> None:
+    live = await serve()
+    async with AssistantClient(config(live.port), backoff=FAST) as client:
         with pytest.raises(GatewayError) as caught:
-            await collect(client, "fail")
-        assert (caught.value.code, caught.value.spoken, caught.value.retryable) == (
-            "INVALID_ARGUMENT", "That was too long.", False)
+            await collect(client, "why " * (live.cfg.max_text_chars // 4 + 1))
+        assert (caught.value.code, caught.value.retryable) == ("INVALID_ARGUMENT", False)
+        assert caught.value.spoken == "That was too long for me. Please ask a shorter question."
+        assert "gateway.max_text_chars" in str(caught.value)
         # the stream is still good for the next turn
         assert isinstance((await collect(client, "ok"))[-1], TurnEndEvent)
+    assert live.count("voxlens_streams_total") == 1
 
 
-async def test_wrong_token_is_a_clear_refusal(peer: PeerServer) -> None:
-    async with AssistantClient(config(peer.port, token="wrong"), backoff=FAST) as client:
+async def test_wrong_token_is_a_clear_refusal(serve) -> None:
+    live = await serve()
+    async with AssistantClient(config(live.port, token="wrong"), backoff=FAST) as client:
         with pytest.raises(GatewayError) as caught:
             await asyncio.wait_for(collect(client, "hello"), 2.0)
     assert caught.value.code == "UNAUTHENTICATED"
     assert "check [device] token" in str(caught.value)
     assert caught.value.spoken == "The assistant didn't accept this device."
+    assert live.count("voxlens_errors_total", code="UNAUTHENTICATED") >= 1 and not live.small.requests
 
 
-async def test_tls_with_a_private_ca(tmp_path: Path) -> None:
+async def test_tls_with_a_private_ca(serve, tmp_path: Path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, capture_output=True)
-    creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
-    server = PeerServer(EchoServicer(), free_port(), creds)
-    await server.start()
-    try:
-        async with AssistantClient(config(server.port, tls_ca=str(cert)), backoff=FAST) as client:
-            events = await collect(client, "over tls")
-        assert "".join(e.text for e in events if isinstance(e, TextEvent)).strip() == "over tls"
-        # the same server refuses a plaintext client: it fails fast, not hangs
-        async with AssistantClient(config(server.port), backoff=FAST) as plain:
-            with pytest.raises(GatewayUnavailable):
-                await asyncio.wait_for(collect(plain, "plaintext"), 2.0)
-    finally:
-        await server.stop()
+    live = await serve(tls=(cert, key))
+    async with AssistantClient(config(live.port, tls_ca=str(cert)), backoff=FAST) as client:
+        assert said(await collect(client, "over tls")).strip() == "over tls"
+    # the same server refuses a plaintext client: it fails fast, not hangs
+    async with AssistantClient(config(live.port), backoff=FAST) as plain:
+        with pytest.raises(GatewayUnavailable):
+            await asyncio.wait_for(collect(plain, "plaintext"), 2.0)
 
 
 def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
