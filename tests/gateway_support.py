@@ -10,15 +10,21 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import grpc
 
-from protos import assistant_pb2 as pb
 from bench.llama_server import LlamaServer, free_port  # noqa: F401 - re-exported for the fixtures
+from gateway.auth import hash_token
+from gateway.backends.instant import InstantBackend
+from gateway.server import Gateway, start_gateway
+from protos import assistant_pb2 as pb
 from protos import assistant_pb2_grpc as pb_grpc
+from voxlens.config import Config, replace
 
 PLACES = {  # name -> (latitude, longitude, country, timezone)
     "paris": (48.85341, 2.3488, "France", "Europe/Paris"),
@@ -194,3 +200,46 @@ async def cancel_after_deltas(port: int, message: pb.DeviceMessage, *, after: in
                 end = m.end
                 await outbox.put(None)
         return deltas, end
+
+
+TOKEN = "s3cret"
+
+
+class LiveGateway:
+    """The real gateway on a fixed loopback port with instant tiers; stoppable and restartable on that port."""
+
+    def __init__(self, open_meteo, *, token: str = TOKEN, tls: tuple[Path, Path] | None = None, **backend) -> None:
+        c = Config()
+        cert, key = (str(tls[0]), str(tls[1])) if tls else ("", "")
+        self.cfg = replace(c.gateway, token_sha256=(hash_token(token),) if token else (), tls_cert=cert, tls_key=key)
+        self.tools = replace(c.tools, geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url)
+        self.router = c.router
+        backend = {"echo": True, **backend}
+        self.small, self.big = InstantBackend("small", **backend), InstantBackend("big", **backend)
+        self.port = free_port()
+        self.gw: Gateway | None = None
+
+    async def start(self) -> None:
+        self.gw = await start_gateway(self.cfg, self.tools, self.router, port=self.port,
+                                      backends={"small": self.small, "big": self.big})
+
+    async def stop(self) -> None:
+        if self.gw is not None:
+            await self.gw.stop(0)
+            self.gw = None
+
+    def count(self, metric: str, **labels: str) -> float:
+        assert self.gw is not None
+        return self.gw.metrics.registry.get_sample_value(metric, labels) or 0.0
+
+    @property
+    def stopped(self) -> int:
+        """Model streams the gateway closed before their last word (a Cancel reached the model)."""
+        return self.small.stopped + self.big.stopped
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait for something the gateway does on its own loop (a Cancel it handles after the client returned)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)

@@ -11,7 +11,6 @@ import asyncio
 import random
 import socket
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,51 +20,14 @@ from device.client import AssistantClient, device_context, parse_target
 from device.client_events import (ClientConfigError, GatewayError, GatewayUnavailable, OFFLINE_SPOKEN, RouteEvent,
                                   TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
 from device.commands import understand
-from gateway.auth import hash_token
-from gateway.backends.instant import InstantBackend
-from gateway.server import Gateway, start_gateway
 from protos import assistant_pb2 as pb
-from tests.gateway_support import free_port
-from voxlens.config import Config, DeviceConfig, replace
+from tests.gateway_support import TOKEN, LiveGateway, free_port, until
+from voxlens.config import DeviceConfig
 from voxlens.retry import Backoff, retry
 
 FAST = Backoff(initial_s=0.05, max_s=0.2)
-TOKEN = "s3cret"
 SLOW = {"words": tuple(f"word{i} " for i in range(50)), "word_s": 0.05}   # a 2.5 s answer
 HANGS = {"word_s": 3600.0}                                                # a model that never answers
-
-
-class LiveGateway:
-    """The real gateway on a fixed loopback port with instant tiers; stoppable and restartable on that port."""
-
-    def __init__(self, open_meteo, *, token: str = TOKEN, tls: tuple[Path, Path] | None = None, **backend) -> None:
-        c = Config()
-        cert, key = (str(tls[0]), str(tls[1])) if tls else ("", "")
-        self.cfg = replace(c.gateway, token_sha256=(hash_token(token),) if token else (), tls_cert=cert, tls_key=key)
-        self.tools = replace(c.tools, geocoding_url=open_meteo.geocoding_url, forecast_url=open_meteo.forecast_url)
-        self.router = c.router
-        backend = {"echo": True, **backend}
-        self.small, self.big = InstantBackend("small", **backend), InstantBackend("big", **backend)
-        self.port = free_port()
-        self.gw: Gateway | None = None
-
-    async def start(self) -> None:
-        self.gw = await start_gateway(self.cfg, self.tools, self.router, port=self.port,
-                                      backends={"small": self.small, "big": self.big})
-
-    async def stop(self) -> None:
-        if self.gw is not None:
-            await self.gw.stop(0)
-            self.gw = None
-
-    def count(self, metric: str, **labels: str) -> float:
-        assert self.gw is not None
-        return self.gw.metrics.registry.get_sample_value(metric, labels) or 0.0
-
-    @property
-    def stopped(self) -> int:
-        """Model streams the gateway closed before their last word (a Cancel reached the model)."""
-        return self.small.stopped + self.big.stopped
 
 
 @pytest_asyncio.fixture(loop_scope="function")  # the gateway must run on the test's own loop
@@ -81,13 +43,6 @@ async def serve(open_meteo):
     yield start
     for gw in started:
         await gw.stop()
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait for something the gateway does on its own loop (a Cancel it handles after the client returned)."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 class BatteryAndWifi:

@@ -1,92 +1,114 @@
-"""The turn state machine with the real grammar, real actions, real earcons and the real gRPC client
-against the loopback test peer. Audio out is a RecordingSpeaker (what would be played, paced like speech):
-the TTS and sinks are the speech stream's and are joined by the lead."""
+"""The turn state machine with the real grammar, real actions, real earcons, the real gRPC client and the real
+gateway (gateway/server.py on loopback, instant tiers). Audio out is the real VoiceOutput (Piper) into a
+MemorySink: what the user heard is read back from the sink, earcons by their exact samples and speech by
+transcribing it (Whisper tiny.en)."""
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
-from typing import AsyncIterable, Callable
 
+import numpy as np
 import pytest
 import pytest_asyncio
 
 from device import commands
 from device.actions import DeviceActions
-from device.platform import LocalPlatform
+from device.audio import SAMPLE_RATE_HZ, MemorySink, resample
 from device.client import AssistantClient
 from device.client_events import OFFLINE_SPOKEN
-from device.earcons import earcon
+from device.earcons import EARCON_NAMES, earcon
 from device.engine import NOTHING_TO_REPEAT, State, TurnEngine
-from tests.grpc_peer import EchoServicer, PeerServer, free_port
+from device.platform import LocalPlatform
+from device.voice_output import VoiceOutput
+from tests.gateway_support import LiveGateway, free_port
 from voxlens.config import DeviceConfig
 from voxlens.retry import Backoff
 
-WORD_S = 0.02  # how long the recording speaker "plays" each word
+STORY = tuple(f"{w} " for w in ("Once upon a time a small robot sang to the sea every morning and "
+                                "every night " * 4).split())   # 64 words: ~20 s of speech
+SLOW = {"words": STORY, "word_s": 0.05}                         # a model writing it over ~3 s
 
 
-class RecordingSpeaker:
-    """Plays nothing, records everything, takes WORD_S per word, and stops at once on stop()."""
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
 
-    def __init__(self) -> None:
-        self.log: list[tuple[str, str]] = []
-        self._generation = 0
 
-    async def earcon(self, name: str) -> None:
-        earcon(name)  # the real tone must exist for this name
-        self.log.append(("earcon", name))
+def sounds_like(heard: str, line: str, share: float = 0.8) -> bool:
+    """Whisper tiny hears most of a Piper line, not always every ending ("command" for "commands")."""
+    said = {w.rstrip("s") for w in words(heard)}
+    expected = [w.rstrip("s") for w in words(line)]
+    return sum(w in said for w in expected) >= share * len(expected)
 
-    async def speak(self, text: str | AsyncIterable[str], on_first_audio: Callable[[], None] | None = None) -> None:
-        generation = self._generation
-        pieces = [text] if isinstance(text, str) else text
-        spoken: list[str] = []
 
-        async def each():
-            if isinstance(pieces, list):
-                for p in pieces:
-                    yield p
+class Heard:
+    """What the user heard, read back from the sink: earcons by their exact samples, the speech between them
+    by transcribing it."""
+
+    def __init__(self, sink: MemorySink, rate_hz: int, stt) -> None:
+        self.sink, self.rate_hz, self.stt = sink, rate_hz, stt
+        self.tones = {name: earcon(name, rate_hz) for name in EARCON_NAMES}
+
+    def _name(self, chunk: np.ndarray) -> str | None:
+        return next((n for n, tone in self.tones.items() if np.array_equal(chunk, tone)), None)
+
+    def story(self, since: int = 0) -> list[tuple[str, str]]:
+        """[("earcon", "wake"), ("speech", "volume 25 percent"), ...] from chunk `since` on."""
+        out: list[tuple[str, str]] = []
+        speech: list[np.ndarray] = []
+
+        def flush() -> None:
+            if speech:
+                audio = resample(np.concatenate(speech), self.rate_hz, SAMPLE_RATE_HZ)
+                out.append(("speech", " ".join(words(self.stt.transcribe(audio).text))))
+                speech.clear()
+
+        for chunk in self.sink.chunks[since:]:
+            name = self._name(chunk)
+            if name is None:
+                speech.append(chunk)
             else:
-                async for p in pieces:
-                    yield p
+                flush()
+                out.append(("earcon", name))
+        flush()
+        return out
 
-        try:
-            async for piece in each():
-                for word in piece.split():
-                    if generation != self._generation:
-                        break
-                    if on_first_audio is not None:
-                        on_first_audio()
-                        on_first_audio = None
-                    spoken.append(word)
-                    await asyncio.sleep(WORD_S)
-        finally:  # also when the engine cancels the speaking task on barge-in
-            self.log.append(("speech", " ".join(spoken)))
+    def speech(self, since: int = 0) -> list[str]:
+        return [text for kind, text in self.story(since) if kind == "speech"]
 
-    def stop(self) -> None:
-        self._generation += 1
-        self.log.append(("stop", ""))
+    def speech_s(self, since: int = 0) -> float:
+        return sum(len(c) for c in self.sink.chunks[since:] if self._name(c) is None) / self.rate_hz
 
-    def speech(self) -> list[str]:
-        return [text for kind, text in self.log if kind == "speech"]
+    @property
+    def mark(self) -> int:
+        return len(self.sink.chunks)
 
-    def earcons(self) -> list[str]:
-        return [text for kind, text in self.log if kind == "earcon"]
+
+@pytest_asyncio.fixture(loop_scope="function")  # the gateway must run on the test's own loop
+async def live(open_meteo):
+    gateway = LiveGateway(open_meteo, token="", echo=False)  # the tiers answer "It is sunny today."
+    await gateway.start()
+    yield gateway
+    await gateway.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="function")
-async def peer():
-    server = PeerServer(EchoServicer(), free_port())
-    await server.start()
-    yield server
-    await server.stop()
+async def slow(open_meteo):
+    gateway = LiveGateway(open_meteo, token="", echo=False, **SLOW)
+    await gateway.start()
+    yield gateway
+    await gateway.stop()
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, port: int | None, **cfg_kw) -> None:
+    def __init__(self, tmp_path: Path, tts, stt, port: int | None, **cfg_kw) -> None:
         self.cfg = DeviceConfig(gateway=f"127.0.0.1:{port or free_port()}", media_dir=str(tmp_path / "media"),
                                 **cfg_kw)
         self.events: list[dict] = []
-        self.speaker = RecordingSpeaker()
+        self.sink = MemorySink()
+        self.speaker = VoiceOutput(tts, self.sink)
+        self.heard = Heard(self.sink, tts.sample_rate_hz, stt)
         self.platform = LocalPlatform(self.cfg.media_dir, on_timer=lambda t: self.engine.timer_fired(t))
         self.client = AssistantClient(self.cfg, status=self.platform, backoff=Backoff(initial_s=0.05, max_s=0.2))
         self.engine = TurnEngine(self.cfg, grammar=commands.load_grammar(), speaker=self.speaker,
@@ -114,13 +136,15 @@ class Rig:
         await self.engine.speech_started()
         task = self.engine.utterance(text)
         assert task is not None
-        await asyncio.wait_for(task, 5.0)
+        await asyncio.wait_for(task, 20.0)
 
 
-async def test_local_command_turn_and_follow_up_window(tmp_path: Path) -> None:
-    async with Rig(tmp_path, None, follow_up_s=0.15) as rig:
+async def test_local_command_turn_and_follow_up_window(tmp_path: Path, tts, stt) -> None:
+    async with Rig(tmp_path, tts, stt, None, follow_up_s=0.15) as rig:
         await rig.say("Set the volume to 25%.")
-        assert rig.speaker.log == [("earcon", "wake"), ("earcon", "done"), ("speech", "Volume 25 percent.")]
+        (wake, done, (kind, said)) = rig.heard.story()
+        assert (wake, done, kind) == (("earcon", "wake"), ("earcon", "done"), "speech")
+        assert "volume" in said and "25" in said, said
         assert rig.platform.volume() == 25
         assert rig.states() == ["listening", "thinking", "speaking", "follow_up"]
         turn = rig.turn()
@@ -129,7 +153,7 @@ async def test_local_command_turn_and_follow_up_window(tmp_path: Path) -> None:
         # follow-up: speech without the wake word is a new turn
         await rig.engine.speech_started()
         assert rig.engine.state is State.LISTENING
-        await asyncio.wait_for(rig.engine.utterance("volume up"), 5.0)
+        await asyncio.wait_for(rig.engine.utterance("volume up"), 20.0)
         assert rig.platform.volume() == 35
         await asyncio.sleep(0.3)
         assert rig.engine.state is State.IDLE  # the window closed by itself
@@ -137,15 +161,15 @@ async def test_local_command_turn_and_follow_up_window(tmp_path: Path) -> None:
         assert rig.platform.volume() == 35
 
 
-async def test_listening_times_out_to_idle(tmp_path: Path) -> None:
-    async with Rig(tmp_path, None, listen_timeout_s=0.1) as rig:
+async def test_listening_times_out_to_idle(tmp_path: Path, tts, stt) -> None:
+    async with Rig(tmp_path, tts, stt, None, listen_timeout_s=0.1) as rig:
         await rig.engine.wake()
         await asyncio.sleep(0.25)
         assert rig.states() == ["listening", "idle"]
 
 
-async def test_early_endpoint_only_for_complete_commands_while_listening(tmp_path: Path) -> None:
-    async with Rig(tmp_path, None) as rig:
+async def test_early_endpoint_only_for_complete_commands_while_listening(tmp_path: Path, tts, stt) -> None:
+    async with Rig(tmp_path, tts, stt, None) as rig:
         assert rig.engine.partial("set a timer for two minutes") is False  # idle: not our utterance
         await rig.engine.wake()
         assert rig.engine.partial("set a timer for two minutes") is True
@@ -154,11 +178,11 @@ async def test_early_endpoint_only_for_complete_commands_while_listening(tmp_pat
         assert [e["event"] for e in rig.events].count("endpoint_early") == 1
 
 
-async def test_the_engine_says_when_speech_matters(tmp_path: Path) -> None:
+async def test_the_engine_says_when_speech_matters(tmp_path: Path, tts, stt) -> None:
     """The audio loop asks the engine, frame by frame, whether to endpoint speech: idle hears only the wake
     word; listening hears and transcribes; speech over an answer is heard (to barge in) but not transcribed
     until the barge-in has moved the engine back to listening."""
-    async with Rig(tmp_path, None) as rig:
+    async with Rig(tmp_path, tts, stt, None) as rig:
         assert (rig.engine.hears_speech, rig.engine.transcribes) == (False, False)
         await rig.engine.wake()
         assert (rig.engine.hears_speech, rig.engine.transcribes) == (True, True)
@@ -171,98 +195,124 @@ async def test_the_engine_says_when_speech_matters(tmp_path: Path) -> None:
         assert rig.engine.state is State.LISTENING and rig.engine.transcribes
 
 
-async def test_stop_and_repeat(tmp_path: Path) -> None:
-    async with Rig(tmp_path, None) as rig:
+async def test_stop_and_repeat(tmp_path: Path, tts, stt) -> None:
+    async with Rig(tmp_path, tts, stt, None) as rig:
         await rig.say("repeat that")
-        assert rig.speaker.speech() == [NOTHING_TO_REPEAT]
+        (nothing,) = rig.heard.speech()
+        assert sounds_like(nothing, NOTHING_TO_REPEAT), nothing
+        mark = rig.heard.mark
         await rig.say("what time is it")
-        answer = rig.speaker.speech()[-1]
+        answer = rig.turn()["answer"]
         assert answer.startswith("It's ")
+        (first,) = rig.heard.speech(mark)
+        mark = rig.heard.mark
         await rig.say("say that again")
-        assert rig.speaker.speech()[-1] == answer
+        assert rig.turn()["answer"] == answer
+        (again,) = rig.heard.speech(mark)
+        assert re.findall(r"\d+", again) == re.findall(r"\d+", first) and re.findall(r"\d+", first)
+        mark = rig.heard.mark
         await rig.say("never mind")
-        assert rig.speaker.log[-1] == ("stop", "") and rig.engine.state is State.IDLE
+        assert rig.heard.story(mark) == [("earcon", "wake")]  # stopped: nothing said after the wake tone
+        assert rig.engine.state is State.IDLE
 
 
-async def test_question_streams_the_gateway_answer_with_timings(tmp_path: Path, peer: PeerServer) -> None:
-    async with Rig(tmp_path, peer.port) as rig:
+async def test_question_streams_the_gateway_answer_with_timings(tmp_path: Path, tts, stt, live) -> None:
+    async with Rig(tmp_path, tts, stt, live.port) as rig:
         await rig.engine.wake()
         origin = rig.engine.clock()
         task = rig.engine.utterance("why is the sky blue", speech_end_s=origin, endpoint_s=origin + 0.2,
                                     transcript_s=origin + 0.3)
-        await asyncio.wait_for(task, 5.0)
-        assert rig.speaker.speech() == ["why is the sky blue"]
-        (query,) = peer.servicer.queries
-        assert query.text == "why is the sky blue" and not query.HasField("intent")
+        await asyncio.wait_for(task, 20.0)
+        assert rig.heard.story() == [("earcon", "wake"), ("speech", "it is sunny today")]
+        (asked,) = live.big.requests           # "why": a complex question, the big tier
+        assert asked.messages[-1] == {"role": "user", "content": "why is the sky blue"}
         turn = rig.turn()
-        assert (turn["kind"], turn["route"], turn["answer"]) == ("query", "none:echo", "why is the sky blue")
+        assert (turn["kind"], turn["route"], turn["answer"]) == ("query", "big:instant", "It is sunny today.")
         ms = turn["timings_ms"]
         assert ms["endpoint"] == pytest.approx(200, abs=1) and ms["transcript"] == pytest.approx(300, abs=1)
         assert ms["route"] <= ms["first_token"] <= ms["first_audio"]
         assert rig.states() == ["listening", "thinking", "speaking", "follow_up"]
 
 
-async def test_weather_intent_gets_a_filler_before_the_answer(tmp_path: Path, peer: PeerServer) -> None:
-    async with Rig(tmp_path, peer.port) as rig:
+async def test_weather_intent_gets_a_filler_before_the_answer(tmp_path: Path, tts, stt, live) -> None:
+    async with Rig(tmp_path, tts, stt, live.port) as rig:
         await rig.say("What's the weather in Paris?")
-        assert rig.speaker.speech() == ["Checking the weather…", "What's the weather in Paris?"]
-        (query,) = peer.servicer.queries
-        assert query.intent.name == "weather" and query.intent.slots["city"].text == "Paris"
-        assert [e["event"] for e in rig.events].count("tool") == 1
+        (wake, (kind, said)) = rig.heard.story()
+        assert wake == ("earcon", "wake") and kind == "speech"
+        assert said.startswith("checking the weather") and "21" in said, said  # the filler, then the tool's facts
+        assert "21" in rig.turn()["answer"]
+        assert [e["phase"] for e in rig.events if e["event"] == "tool"] == ["started", "finished"]
         (transcript,) = [e for e in rig.events if e["event"] == "transcript"]
         assert (transcript["kind"], transcript["name"], transcript["slots"]) == ("intent", "weather", {"city": "Paris"})
         json.dumps(rig.events)  # the events file is JSON lines
 
 
 @pytest.mark.parametrize("how", ["wake", "speech"])
-async def test_barge_in_stops_playback_and_cancels_the_turn(tmp_path: Path, peer: PeerServer, how: str) -> None:
-    async with Rig(tmp_path, peer.port) as rig:
+async def test_barge_in_stops_playback_and_cancels_the_turn(tmp_path: Path, tts, stt, slow, how: str) -> None:
+    async with Rig(tmp_path, tts, stt, slow.port) as rig:
         await rig.engine.wake()
-        task = rig.engine.utterance("slow answer please")
-        while rig.engine.state is not State.SPEAKING:
+        task = rig.engine.utterance("tell me a story")
+        while rig.heard.speech_s() == 0:        # the answer has started to play
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)
-        turn_id = peer.servicer.queries[0].turn_id
+        assert rig.engine.state is State.SPEAKING
         await (rig.engine.wake() if how == "wake" else rig.engine.speech_started())
         assert rig.engine.state is State.LISTENING
         assert task.cancelled() or task.done()
-        await asyncio.wait_for(peer.servicer.cancel_seen.wait(), 2.0)
-        assert peer.servicer.cancels == [turn_id]
-        assert ("stop", "") in rig.speaker.log
-        spoken = rig.speaker.speech()[0].split()
-        assert 0 < len(spoken) < 20  # cut off, not the whole 150-word answer
+        heard_s = rig.heard.speech_s()
+        await asyncio.sleep(0.2)
+        assert rig.heard.speech_s() == heard_s      # stopped: not one more sample of the answer
+        assert heard_s < 10.0, heard_s              # cut off, not the whole ~20 s story
         assert rig.turn()["outcome"] == "cancelled"
         barge = [e for e in rig.events if e["event"] == "barge_in"]
         assert barge and barge[0]["reason"] == ("wake word" if how == "wake" else "user speech")
-        assert barge[0]["turn_id"] == turn_id
+        assert barge[0]["turn_id"]
+        await asyncio.wait_for(_stopped(slow), 5.0)  # the Cancel reached the gateway: the model stopped writing
+    assert slow.count("voxlens_turns_total", finish_reason="cancelled") == 1
 
 
-async def test_gateway_down_questions_fail_fast_and_commands_still_work(tmp_path: Path) -> None:
-    async with Rig(tmp_path, None) as rig:
+async def _stopped(gateway: LiveGateway) -> None:
+    while gateway.stopped < 1:
+        await asyncio.sleep(0.01)
+
+
+async def test_gateway_down_questions_fail_fast_and_commands_still_work(tmp_path: Path, tts, stt) -> None:
+    async with Rig(tmp_path, tts, stt, None) as rig:
         await rig.engine.wake()
-        await asyncio.wait_for(rig.engine.utterance("who won the world cup"), 1.0)
-        assert rig.speaker.log[-2:] == [("earcon", "error"), ("speech", OFFLINE_SPOKEN)]
+        await asyncio.wait_for(rig.engine.utterance("who won the world cup"), 20.0)
+        (error, (kind, said)) = rig.heard.story()[-2:]
+        assert error == ("earcon", "error") and kind == "speech" and sounds_like(said, OFFLINE_SPOKEN), said
         assert rig.turn()["outcome"] == "offline"
         assert rig.engine.state is State.IDLE
+        mark = rig.heard.mark
         await rig.say("volume up")
-        assert rig.speaker.speech()[-1] == "Volume 70 percent."
+        (said,) = rig.heard.speech(mark)
+        assert "volume" in said and "70" in said, said
 
 
-async def test_timer_fires_alarm_and_notice(tmp_path: Path) -> None:
-    async with Rig(tmp_path, None) as rig:
+async def test_timer_fires_alarm_and_notice(tmp_path: Path, tts, stt) -> None:
+    async with Rig(tmp_path, tts, stt, None) as rig:
         await rig.say("set a timer for one second")
-        assert rig.speaker.speech()[-1] == "Timer set for 1 second."
-        await asyncio.sleep(1.2)
-        assert rig.speaker.log[-2:] == [("earcon", "alarm"), ("speech", "Your timer is done.")]
-        assert any(e["event"] == "timer_fired" for e in rig.events)
+        said = rig.heard.speech()[-1]
+        assert sounds_like(said, "Timer set for 1 second.", 0.7), said
+        mark = rig.heard.mark
+        await asyncio.wait_for(_alert_played(rig), 20.0)
+        (alarm, (kind, said)) = rig.heard.story(mark)
+        assert alarm == ("earcon", "alarm") and kind == "speech" and sounds_like(said, "Your timer is done."), said
 
 
-async def test_no_client_configured_is_the_offline_message(tmp_path: Path) -> None:
-    speaker = RecordingSpeaker()
+async def _alert_played(rig: Rig) -> None:
+    """The timer fired and its alarm and notice were played (the engine plays them on their own task)."""
+    while not any(e["event"] == "timer_fired" for e in rig.events) or rig.engine._alerts:
+        await asyncio.sleep(0.05)
+
+
+async def test_no_client_configured_is_the_offline_message(tmp_path: Path, tts, stt) -> None:
+    sink = MemorySink()
     cfg = DeviceConfig(media_dir=str(tmp_path))
     engine = TurnEngine(cfg, grammar=commands.load_grammar(), actions=DeviceActions(LocalPlatform(tmp_path)),
-                        speaker=speaker)
+                        speaker=VoiceOutput(tts, sink))
     await engine.wake()
-    await asyncio.wait_for(engine.utterance("tell me a joke"), 1.0)
-    assert speaker.speech() == [OFFLINE_SPOKEN]
+    await asyncio.wait_for(engine.utterance("tell me a joke"), 20.0)
+    (said,) = Heard(sink, tts.sample_rate_hz, stt).speech()
+    assert sounds_like(said, OFFLINE_SPOKEN), said
     await engine.close()
