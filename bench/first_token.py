@@ -44,10 +44,11 @@ SCRIPT = (
 def _message(turn: ScriptedTurn, turn_id: str, round_no: int):
     from protos import assistant_pb2 as pb
 
-    ctx = pb.DeviceContext(locale="en-US", route_preference=pb.ROUTE_PREFERENCE_SMALL)
-    if turn.device == "a":
-        ctx.time_zone = "Europe/Paris"
-        ctx.location.CopyFrom(pb.Location(latitude=48.85341, longitude=2.3488, place_name="Paris"))
+    from device.client import device_context  # the device's own builder: the bench sends what a device sends
+    from voxlens.config import DeviceConfig
+
+    where = DeviceConfig(time_zone="Europe/Paris", latitude=48.85341, longitude=2.3488, place_name="Paris")
+    ctx = device_context(where if turn.device == "a" else DeviceConfig(), route_preference=pb.ROUTE_PREFERENCE_SMALL)
     q = pb.Query(turn_id=turn_id, conversation_id=f"bench-{turn.device}-{round_no}", text=turn.text,
                  language="en", context=ctx)
     if turn.intent:

@@ -50,10 +50,12 @@ def _serve_instant(port_queue: mp.Queue, stop: mp.Event) -> None:
 
 
 def _query(turn_id: str, text: str = "hello there", route: int = 0):
+    from device.client import device_context  # the device's own builder
     from protos import assistant_pb2 as pb
+    from voxlens.config import DeviceConfig
 
     return pb.DeviceMessage(query=pb.Query(turn_id=turn_id, conversation_id="", text=text, language="en",
-                                           context=pb.DeviceContext(route_preference=route)))
+                                           context=device_context(DeviceConfig(), route_preference=route)))
 
 
 async def _one(outbox: asyncio.Queue, responses, turn_id: str, errors: list[str]) -> float | None:
