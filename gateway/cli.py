@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--gateway", help="host:port (default: device.gateway)")
     ask.add_argument("--route", choices=("auto", "small", "big"), default="auto", help="tier preference")
     ask.add_argument("--token", help="device token (default: device.token or $VOXLENS_TOKEN)")
-    ask.add_argument("--json", action="store_true", help="one JSON object per gateway message")
+    ask.add_argument("--json", action="store_true", help="one JSON object per event the device reads")
     ask.set_defaults(func=run_ask)
 
 
@@ -54,54 +53,37 @@ def run_ask(args: argparse.Namespace) -> int:
 
 
 async def _ask(text: str, target: str, token: str, device, route: str, as_json: bool) -> int:
-    import grpc
-    from google.protobuf.json_format import MessageToDict
+    """One question through the device's own client (DeviceContext, TLS, token, errors): `ask` sends what a
+    device sends and hears what a device hears."""
+    import dataclasses
 
-    from protos import assistant_pb2 as pb
-    from protos import assistant_pb2_grpc as pb_grpc
-
+    from device.client import AssistantClient
+    from device.client_events import ClientError, RouteEvent, TextEvent, ToolEvent, TurnEndEvent
+    from device.commands import Understanding
     from protos.enums import PREFERENCES
-    from device.client import device_context  # the one DeviceContext builder: `ask` says what the device says
+    from voxlens.config import replace
 
-    context = device_context(device, route_preference=PREFERENCES[route])
-    query = pb.Query(turn_id=uuid.uuid4().hex[:12], conversation_id="cli", text=text, language=device.language,
-                     context=context)
-    if device.tls_ca:
-        with open(device.tls_ca, "rb") as f:
-            channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(f.read()))
-    else:
-        channel = grpc.aio.insecure_channel(target)
-    metadata = (("authorization", f"Bearer {token}"),) if token else None
-
-    async def requests():
-        yield pb.DeviceMessage(query=query)
-
-    failed = False
-    try:
-        async with channel:
-            call = pb_grpc.AssistantStub(channel).Converse(requests(), metadata=metadata, timeout=device.turn_timeout_s)
-            async for m in call:
-                kind = m.WhichOneof("payload")
+    question = Understanding(text=text, route_preference=PREFERENCES[route])
+    async with AssistantClient(replace(device, gateway=target, token=token)) as client:
+        try:
+            async for event in client.ask(question):
                 if as_json:
-                    print(json.dumps(MessageToDict(m, preserving_proto_field_name=True)), flush=True)
-                    failed |= kind == "error"
-                    continue
-                if kind == "route":
-                    print(f"[route: {pb.Tier.Name(m.route.tier)} {m.route.model} ({m.route.reason})"
-                          f"{' failover' if m.route.failover else ''}]", file=sys.stderr, flush=True)
-                elif kind == "tool":
-                    print(f"[tool {m.tool.tool}: {pb.ToolEvent.Phase.Name(m.tool.phase)} {m.tool.status}]",
+                    print(json.dumps({"event": type(event).__name__, **dataclasses.asdict(event)}), flush=True)
+                elif isinstance(event, RouteEvent):
+                    print(f"[route: {event.tier} {event.model} ({event.reason}){' failover' if event.failover else ''}]",
                           file=sys.stderr, flush=True)
-                elif kind == "delta":
-                    print(m.delta.text, end="", flush=True)
-                elif kind == "error":
-                    failed = True
-                    print(f"\n{m.error.spoken}\n[error {m.error.code}: {m.error.message}]", file=sys.stderr)
-                elif kind == "end":
-                    timings = ", ".join(f"{t.stage} {t.duration_ms:.0f} ms" for t in m.end.timings)
-                    print(f"\n[{pb.TurnEnd.FinishReason.Name(m.end.finish_reason)}; tokens {m.end.tokens_in} in, "
-                          f"{m.end.tokens_out} out; {timings}]", file=sys.stderr)
-    except grpc.aio.AioRpcError as exc:
-        print(f"voxlens ask: gateway {target} answered {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    return 1 if failed else 0
+                elif isinstance(event, ToolEvent):
+                    print(f"[tool {event.tool}: {event.phase} {event.status}]", file=sys.stderr, flush=True)
+                elif isinstance(event, TextEvent):
+                    print(event.text, end="", flush=True)
+                elif isinstance(event, TurnEndEvent):
+                    timings = ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in event.timings_ms.items())
+                    print(f"\n[{event.finish_reason}; tokens {event.tokens_in} in, {event.tokens_out} out; {timings}]",
+                          file=sys.stderr)
+        except ClientError as exc:
+            if as_json:
+                print(json.dumps({"event": "Error", "code": exc.code, "message": str(exc), "spoken": exc.spoken}))
+            else:
+                print(f"\n{exc.spoken}\n[error {exc.code or type(exc).__name__}: {exc}]", file=sys.stderr)
+            return 1
+    return 0

@@ -281,3 +281,24 @@ async def test_retry_helper_retries_only_what_it_should() -> None:
     calls.clear()
     with pytest.raises(ConnectionError):
         await retry(flaky, attempts=2, sleep=fake_sleep)
+
+
+async def test_voxlens_ask_goes_through_the_device_client(serve, capsys) -> None:
+    """`voxlens ask` sends what a device sends (its client, DeviceContext, token) and prints what it reads."""
+    import json
+
+    from gateway.cli import _ask
+
+    live = await serve()
+    device = DeviceConfig(place_name="Paris", latitude=48.85, longitude=2.35, time_zone="Europe/Paris")
+    assert await _ask("what is the capital of France", f"127.0.0.1:{live.port}", TOKEN, device, "small", False) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "what is the capital of France"          # the echo tier's answer, on stdout
+    assert "[route: small instant (explicit_preference)]" in err and "[stop; tokens" in err
+    assert "The user is in Paris." in live.small.requests[-1].messages[0]["content"]
+    assert await _ask("hello", f"127.0.0.1:{live.port}", TOKEN, device, "big", True) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events][0] == "RouteEvent" and events[0]["tier"] == "big"
+    assert events[-1]["event"] == "TurnEndEvent" and events[-1]["finish_reason"] == "stop"
+    assert await _ask("hello", f"127.0.0.1:{live.port}", "wrong", device, "auto", False) == 1
+    assert "didn't accept this device" in capsys.readouterr().err
