@@ -21,8 +21,9 @@ from device.engine import Asker, State, TurnEngine, TurnRecord
 from device.listener import AudioLoop
 from device.platform import LocalPlatform
 from device.smart_turn import SmartTurn, from_config as smart_turn_from_config
-from device.stt import SpeechToText
+from device.stt import SpeechToText, model_for
 from device.tts import TextToSpeech
+from device.voices import Voices
 from device.vad import Endpointer, SileroVad
 from device.voice_output import Sink, VoiceOutput
 from device.wakeword import WakeWordDetector
@@ -39,7 +40,7 @@ class DeviceModels:
     """The device's models, loaded once. The wake-word detector and VAD keep per-stream state: reset per run."""
 
     stt: SpeechToText
-    tts: TextToSpeech
+    tts: TextToSpeech | Voices
     vad: SileroVad
     wake: WakeWordDetector
     verifiers: dict[str, Verifier] = field(default_factory=dict)   # head name -> second stage
@@ -48,16 +49,27 @@ class DeviceModels:
 
 
 def load_models(cfg: Config) -> DeviceModels:
-    stt = SpeechToText(cfg.models.stt, cfg.stt)
+    """Every model, once. The Whisper follows [stt] languages, one voice per language; a language without its
+    model or voice is a start-up warning naming the fix, and the others keep working."""
+    stt = SpeechToText(model_for(cfg.models.stt, cfg.stt), cfg.stt)
+    if missing := stt.missing_languages():
+        log.warning("[stt] languages has %s, but %s hears English only; fix: [models] stt = \"whisper-base\" "
+                    "(voxlens models prepare whisper-base)", ", ".join(missing), stt.name)
     wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
                             cfg.wakeword.refractory_s)
-    return DeviceModels(stt=stt, tts=TextToSpeech(cfg.models.tts, cfg.tts), vad=SileroVad(cfg.models.vad),
+    tts = TextToSpeech(cfg.models.tts, cfg.tts)
+    voices = Voices.load(cfg, default=tts) if stt.languages != ("en",) else tts
+    return DeviceModels(stt=stt, tts=voices, vad=SileroVad(cfg.models.vad),
                         wake=wake, verifiers=load_verifiers(cfg, wake, stt), turn=smart_turn_from_config(cfg.vad))
 
 
 def load_verifiers(cfg: Config, wake: WakeWordDetector, stt: SpeechToText) -> dict[str, Verifier]:
     """One verifier per head, as configured; a head whose verifier cannot load wakes on the first stage (warned)."""
     out = {}
+    if stt.multilingual:   # the wake phrase is English: its verifier transcribes in English, never identifies
+        from dataclasses import replace
+
+        stt = stt.with_config(replace(stt.cfg, language="en"))
     for head in wake.heads:
         v = load_verifier(cfg.wakeword.verifier, head, lambda: stt, min_similarity=cfg.wakeword.verifier_min_similarity,
                           head_threshold=cfg.wakeword.verifier_threshold, window_s=cfg.wakeword.verifier_window_s)

@@ -283,16 +283,17 @@ class AssistantClient:
         self._last_turn_s = now_s
         return self._conversation_id
 
-    def build_query(self, understanding: Understanding, turn_id: str) -> pb.Query:
+    def build_query(self, understanding: Understanding, turn_id: str, language: str = "") -> pb.Query:
+        """language: the utterance's, as heard; "": the device's configured language."""
         query = pb.Query(turn_id=turn_id, conversation_id=self.conversation_id, text=understanding.text,
-                         language=self.cfg.language,
+                         language=language or self.cfg.language,
                          context=device_context(self.cfg, self.status, understanding.route_preference))
         if understanding.intent is not None:
             query.intent.CopyFrom(understanding.intent.to_proto())
         return query
 
     async def ask(self, query: Understanding | str, *, turn_id: str | None = None, timeout_s: float | None = None,
-                  audio: np.ndarray | None = None) -> AsyncIterator[GatewayEvent]:
+                  audio: np.ndarray | None = None, language: str = "") -> AsyncIterator[GatewayEvent]:
         """Send one Query and yield its events until TurnEnd (the engine's Asker; the gateway takes the words,
         so the utterance's `audio` is not sent).
 
@@ -308,7 +309,7 @@ class AssistantClient:
         self._turns[turn_id] = queue
         ended = False
         try:
-            self._send(pb.DeviceMessage(query=self.build_query(understanding, turn_id)))
+            self._send(pb.DeviceMessage(query=self.build_query(understanding, turn_id, language)))
             heard_before = self._heard
             loop = asyncio.get_running_loop()
             deadline_s = loop.time() + timeout_s

@@ -42,7 +42,10 @@ class State(str, enum.Enum):
 
 
 class Speaker(Protocol):
-    """Earcons and speech out. speak() returns when everything was played or stop() was called."""
+    """Earcons and speech out. speak() returns when everything was played or stop() was called.
+    `language` (set by the engine per turn) picks the voice that speaks."""
+
+    language: str
 
     async def earcon(self, name: str) -> None: ...
     async def speak(self, text: str | AsyncIterable[str], on_first_audio: Callable[[], None] | None = None) -> None: ...
@@ -59,7 +62,7 @@ class Asker(Protocol):
 
     def new_turn_id(self) -> str: ...
     def ask(self, query: Understanding, *, turn_id: str | None = None,
-            audio: np.ndarray | None = None) -> AsyncIterator[AskEvent]: ...
+            audio: np.ndarray | None = None, language: str = "") -> AsyncIterator[AskEvent]: ...
     def cancel(self, turn_id: str) -> bool: ...
 
 
@@ -74,6 +77,7 @@ class TurnRecord:
     answer: str = ""
     outcome: str = "ok"            # ok | cancelled | offline | error | timeout
     timings: Timings = field(default_factory=Timings)
+    language: str = ""             # the utterance's language (heard); "": the device's [device] language
 
     def summary(self) -> str:
         ms = self.timings.as_ms()
@@ -171,19 +175,21 @@ class TurnEngine:
         return complete
 
     def utterance(self, text: str, *, speech_end_s: float | None = None, endpoint_s: float | None = None,
-                  transcript_s: float | None = None, audio: np.ndarray | None = None) -> asyncio.Task | None:
+                  transcript_s: float | None = None, audio: np.ndarray | None = None,
+                  language: str = "") -> asyncio.Task | None:
         """A final transcript. Starts the turn and returns its task (the audio loop keeps running for barge-in).
 
         speech_end_s / endpoint_s / transcript_s: monotonic times of the last voiced sample, of the endpoint
         decision and of the final transcript, for the per-turn waterfall. audio: the utterance (16 kHz int16),
-        handed to the asker when the turn is not a device command.
+        handed to the asker when the turn is not a device command. language: the transcript's; the answer is
+        asked for and spoken in it.
         """
         if self.state not in (State.LISTENING, State.FOLLOW_UP):
             self.emit("ignored", text=text, state=self.state.value)
             return None
         now_s = self.clock()
         origin_s = speech_end_s if speech_end_s is not None else now_s
-        record = TurnRecord(text=text, timings=Timings(clock=self.clock))
+        record = TurnRecord(text=text, timings=Timings(clock=self.clock), language=language or self.cfg.language)
         for stage, at_s in (("endpoint", endpoint_s), ("transcript", transcript_s)):
             if at_s is not None:
                 record.timings.add(stage, origin_s, at_s)
@@ -229,6 +235,7 @@ class TurnEngine:
     # ------------------------------------------------------------ a turn
     async def _run_turn(self, record: TurnRecord, origin_s: float, audio: np.ndarray | None = None) -> None:
         self.turns.append(record)
+        self.speaker.language = record.language   # the voice of the turn's language (device/voices.py)
         try:
             understanding = self.grammar.understand(record.text)
             record.timings.add("intent", origin_s)
@@ -251,7 +258,8 @@ class TurnEngine:
             record.outcome = "cancelled"
             raise
         finally:
-            self.emit("turn", text=record.text, kind=record.kind, name=record.name, route=record.route,
+            self.emit("turn", text=record.text, language=record.language, kind=record.kind, name=record.name,
+                      route=record.route,
                       answer=record.answer, outcome=record.outcome, timings_ms=record.timings.as_ms(),
                       summary=record.summary())
 
@@ -316,7 +324,7 @@ class TurnEngine:
             await self.speaker.speak(stream(), on_first_audio=mark)
 
         try:
-            async for event in self.client.ask(understanding, turn_id=turn_id, audio=audio):
+            async for event in self.client.ask(understanding, turn_id=turn_id, audio=audio, language=record.language):
                 if isinstance(event, RouteEvent):
                     record.route = f"{event.tier}:{event.model}"
                     record.timings.add("route", origin_s, event.at_s)

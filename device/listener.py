@@ -129,11 +129,13 @@ class AudioLoop:
         transcript = await stream.finish()
         transcript_s = self.clock()
         text = transcript.text.strip()
-        self.emit("transcript_final", text=text, language=transcript.language, timings_ms=transcript.timings.as_ms())
+        self.emit("transcript_final", text=text, language=transcript.language,
+                  language_prob=round(transcript.language_prob, 3), timings_ms=transcript.timings.as_ms(),
+                  **({"detected_language": transcript.detected_language} if transcript.detected_language else {}))
         if not text:
             return
         self.engine.utterance(text, speech_end_s=speech_end_s, endpoint_s=endpoint_s, transcript_s=transcript_s,
-                              audio=stream.audio)
+                              audio=stream.audio, language=transcript.language)
 
     def _check_partial(self) -> None:
         text = self.utterance.new_partial()

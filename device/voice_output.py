@@ -57,6 +57,16 @@ class VoiceOutput:
         heads = [line for line in self._prepared if text == line or text.startswith(line + " ")]
         return max(heads, key=len) if heads else None
 
+    @property
+    def language(self) -> str:
+        """The language spoken next: a Voices (device/voices.py) switches voice on it, one voice cuts its text by it."""
+        return getattr(self.tts, "language", "en")
+
+    @language.setter
+    def language(self, language: str) -> None:
+        if language and hasattr(self.tts, "language"):
+            self.tts.language = language
+
     async def earcon(self, name: str) -> None:
         generation = self._generation
         async with self._lock:

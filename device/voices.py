@@ -8,6 +8,7 @@ default voice's rate, so the sink and the cached lines need not know which voice
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import AsyncIterable, AsyncIterator
 
@@ -79,6 +80,8 @@ class Voices:
         self.by_language = {primary(default.language): default, **(by_language or {})}
         self.sample_rate_hz = default.sample_rate_hz
         self._language = primary(default.language)
+        self.messages: list[str] = []
+        self.spoken: deque[tuple[str, str]] = deque(maxlen=64)   # (language, piece) recently said, for tests and logs
 
     @classmethod
     def load(cls, cfg: Config, default: TextToSpeech | None = None, languages: list[str] | None = None) -> "Voices":
@@ -99,7 +102,7 @@ class Voices:
         for message in voice_plan.messages:
             log.warning("%s", message)
         voices = cls(default, loaded)
-        voices.messages = voice_plan.messages
+        voices.messages.extend(voice_plan.messages)
         return voices
 
     @property
@@ -134,6 +137,7 @@ class Voices:
 
     def synthesize(self, text: str) -> np.ndarray:
         voice = self.current
+        self.spoken.append((primary(voice.language), text))
         return self._at_rate(voice.synthesize(text), voice.sample_rate_hz)
 
     def cancel(self) -> None:
@@ -147,4 +151,5 @@ class Voices:
     async def stream_chunks(self, deltas: AsyncIterable[str]) -> AsyncIterator[SpeechChunk]:
         voice = self.current
         async for chunk in voice.stream_chunks(deltas):
+            self.spoken.append((primary(voice.language), chunk.text))
             yield SpeechChunk(chunk.text, self._at_rate(chunk.audio, chunk.rate_hz), self.sample_rate_hz, chunk.timings)

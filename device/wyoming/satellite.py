@@ -198,7 +198,7 @@ class PipelineLink:
         return True
 
     async def ask(self, query: Understanding, *, turn_id: str | None = None,
-                  audio: np.ndarray | None = None) -> AsyncIterator[AskEvent]:
+                  audio: np.ndarray | None = None, language: str = "") -> AsyncIterator[AskEvent]:
         """RunPipeline(asr -> tts) with the utterance's audio; yields the answer's text and audio until its end.
 
         Raises GatewayUnavailable when no Home Assistant is connected or it goes away mid-turn, TurnTimeout
