@@ -3,6 +3,10 @@
 Measures, on this machine (noisy when others share the CPU; the numbers say so):
 - STT accuracy and speed: WER (Whisper's English normaliser: case, punctuation, numbers)
   and real-time factor on ../shared/eval/speech, short encoder window vs the stock 30 s.
+- The device's final transcript vs stock faster-whisper: each eval clip played in real time through
+  the device's own utterance stage (Silero + Smart Turn endpointing, transcribing while speaking),
+  the finals' WER beside `WhisperModel.transcribe(audio, beam_size=5)` on the same model, for the
+  final pass greedy and beam 5, idle and with 2 busy workers, with end -> final latency.
 - STT end of speech -> final transcript: the endpointer's speech_end decision to the final
   text, transcribing while the user speaks (real-time paced) vs transcribing afterwards.
 - Command biasing: WER on Piper-spoken commands (clean and with noise) with and without an
@@ -20,6 +24,8 @@ import json
 import platform
 import statistics
 import time
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +126,63 @@ def bench_command_bias(stt, tts, out: dict) -> list[list]:
             w = wer(refs, hyps)
             out[f"{cond}, {label}"] = {"wer": round(w, 4), "hypotheses": hyps}
             rows.append([f"commands {cond}", label, f"WER {w:.1%}", f"{len(refs)} clips"])
+    return rows
+
+
+async def _device_finals(stt, endpointer, pcm: np.ndarray) -> tuple[str, list[float]]:
+    """One clip in real time through the device's utterance stage: its finals joined, end -> final ms each."""
+    from device.utterance import UtteranceStage, utterances
+
+    texts, waits = [], []
+    async for u in utterances(_paced(pcm), UtteranceStage(endpointer, stt)):
+        texts.append(u.text)
+        waits.append(u.timings.as_ms().get("listen.end_to_text", 0.0))
+    return " ".join(t for t in texts if t), waits
+
+
+async def _paced(pcm: np.ndarray):
+    """Frames of `pcm` at the pace a microphone delivers them."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i, frame in enumerate(split_frames(pcm)):
+        delay = start + (i + 1) * FRAME_SAMPLES / SAMPLE_RATE_HZ - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield frame
+
+
+def bench_final_vs_stock(stt, vad, turn, clips, out: dict, load: int) -> list[list]:
+    """Device final transcripts (final pass greedy vs beam 5) against stock faster-whisper beam 5, full window."""
+    from bench.busy import busy_workers
+    from device.vad import Endpointer
+
+    refs = [c[2] for c in clips]
+    stock_hyps = []
+    for _, audio, _ in clips:
+        segments, _info = stt.model.transcribe(audio.astype(np.float32) / 32768.0, beam_size=5)
+        stock_hyps.append("".join(s.text for s in segments))
+    stock_wer = wer(refs, stock_hyps)
+    out["stock_faster_whisper_beam5"] = {"wer": round(stock_wer, 4), "hypotheses": stock_hyps}
+    rows = [["STT stock faster-whisper beam 5, 30 s", f"WER {stock_wer:.1%}", "", "WhisperModel.transcribe(audio, beam_size=5)"]]
+    gap, tail = np.zeros(int(0.6 * SAMPLE_RATE_HZ), np.int16), np.zeros(int(1.0 * SAMPLE_RATE_HZ), np.int16)
+    for cpu in ("idle", f"load {load}") if load else ("idle",):
+        for beam in (1, 5):
+            model = stt.with_config(replace(stt.cfg, final_beam_size=beam))
+            hyps, waits = [], []
+            with busy_workers(load) if cpu != "idle" else nullcontext():
+                for _, audio, _ in clips:
+                    vad.reset()
+                    text, w = asyncio.run(_device_finals(model, Endpointer(VadConfig(), vad, turn),
+                                                         np.concatenate([gap, audio, tail])))
+                    hyps.append(text)
+                    waits += w
+            device_wer = wer(refs, hyps)
+            s = summary(waits)
+            label = f"device final, final beam {beam}, {cpu}"
+            out[label] = {"wer": round(device_wer, 4), "end_to_final_ms": s, "hypotheses": hyps}
+            rows.append([f"STT {label}", f"WER {device_wer:.1%} (stock {stock_wer:.1%})",
+                         f"end->final p50 {s['p50']:.0f} / p90 {s['p90']:.0f} ms",
+                         "<= stock" if device_wer <= stock_wer else "ABOVE stock"])
     return rows
 
 
@@ -251,6 +314,7 @@ def print_table(rows: list[list]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from device.smart_turn import from_config as smart_turn_from_config
     from device.stt import SpeechToText
     from device.tts import TextToSpeech
     from device.vad import SileroVad
@@ -270,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
                     "stt": {}, "commands": {}, "end_of_speech": {}, "tts": {}, "vad": {}}
     rows: list[list] = []
     rows += bench_stt_accuracy(stt, clips, result["stt"])
+    rows += bench_final_vs_stock(stt, vad, smart_turn_from_config(VadConfig()), clips, result["stt"], getattr(args, "load", 0))
     rows += bench_command_bias(stt, tts, result["commands"] if not args.quick else {})
     short = [(n, a) for n, a, _ in clips if len(a) <= 5 * SAMPLE_RATE_HZ]
     short = short[:4] if args.quick else short[:8] + [(c, speak_16k(c)) for c in COMMANDS[::3]]

@@ -61,7 +61,8 @@ class VadConfig:
 @dataclass(frozen=True)
 class SttConfig:
     compute_type: str = "int8"
-    beam_size: int = 1
+    beam_size: int = 1        # the passes while the user speaks (partials for the grammar's early end)
+    final_beam_size: int = 1  # the pass that can become the final (after a pause, or after the endpoint)
     language: str = ""        # a fixed language ("de"); empty: identified per utterance among `languages`
     languages: tuple[str, ...] = ("en",)  # languages heard; more than English: [models] stt whisper-tiny.en -> whisper-base
     partial_interval_ms: int = 480
