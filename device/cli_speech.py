@@ -17,14 +17,19 @@ from voxlens.timing import Timings
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("transcribe", help="speech to text for WAV files")
     p.add_argument("files", nargs="+", metavar="F.wav")
-    p.add_argument("--model", help="catalog name or CTranslate2 folder (default: [models] stt)")
+    p.add_argument("--model", help="catalog name or CTranslate2 folder (default: [models] stt, or whisper-base "
+                                  "for another language)")
+    p.add_argument("--language", metavar="auto|xx", help="auto: identify each file's language (among [stt] languages "
+                   "when several are enabled, else any); xx: transcribe in that language (default: [stt] settings)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(func=run_transcribe)
 
     p = subparsers.add_parser("say", help="text to speech: play it, or write a WAV")
     p.add_argument("text", help="what to say ('-' reads standard input)")
     p.add_argument("-o", "--output", metavar="F.wav", help="write a WAV instead of playing")
-    p.add_argument("--voice", help="catalog name or path to a Piper .onnx (default: [models] tts)")
+    p.add_argument("--voice", help="catalog name, path to a Piper .onnx or espeak:xx (default: the language's voice)")
+    p.add_argument("--language", help="the text's language, e.g. de: its voice ([tts] voices, else espeak-ng) and "
+                   "sentence splitting (default: en)")
     p.add_argument("--json", action="store_true", help="print timings as JSON")
     p.set_defaults(func=run_say)
 
@@ -41,16 +46,36 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _stt_language(stt_cfg, language: str | None):
+    """--language auto|xx over [stt]: auto identifies (among [stt] languages when several, else any language),
+    xx fixes it. A malformed value is returned as the error message."""
+    from voxlens.config import replace
+
+    if not language:
+        return stt_cfg
+    if language == "auto":
+        return replace(stt_cfg, language="", languages=stt_cfg.languages if len(stt_cfg.languages) > 1 else ())
+    if not language.isalpha() or len(language) not in (2, 3):
+        return f"transcribe: --language {language!r} is not auto or a language code like de; fix: --language de"
+    return replace(stt_cfg, language=language.lower())
+
+
 def run_transcribe(args: argparse.Namespace) -> int:
     from device.audio import AudioFormatError, read_wav
-    from device.stt import SpeechToText
+    from device.stt import SpeechToText, model_for
     from models.catalog import ModelError
 
     cfg = config_mod.load(args.config)
+    stt_cfg = _stt_language(cfg.stt, args.language)
+    if isinstance(stt_cfg, str):
+        return _fail(stt_cfg)
     try:
-        stt = SpeechToText(args.model or cfg.models.stt, cfg.stt)
+        stt = SpeechToText(args.model or model_for(cfg.models.stt, stt_cfg), stt_cfg)
     except ModelError as exc:
         return _fail(str(exc))
+    if missing := stt.missing_languages():
+        return _fail(f"transcribe: {stt.name} hears English only, not {', '.join(missing)}; fix: --model whisper-base "
+                     "(voxlens models prepare whisper-base)")
     failed = 0
     for path in args.files:
         timings = Timings()
@@ -84,8 +109,17 @@ def run_say(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
         return _fail("say: nothing to say (empty text)")
+    language = (args.language or "en").lower()
+    voice = args.voice
+    if voice is None:
+        from device.voices import plan
+
+        voices = plan(cfg, [language])
+        if language not in voices.voices:
+            return _fail(f"say: {voices.messages[0]}")
+        voice = voices.voices[language]
     try:
-        tts = TextToSpeech(args.voice or cfg.models.tts, cfg.tts)
+        tts = TextToSpeech(voice, cfg.tts, language=language)
     except ModelError as exc:
         return _fail(str(exc))
     sink = WavSink(args.output) if args.output else SpeakerSink(cfg.audio.output_device or None)
@@ -102,6 +136,7 @@ def run_say(args: argparse.Namespace) -> int:
         sink.close()
     if args.json:
         print(json.dumps({"output": args.output, "samples": sink.samples_written, "rate_hz": tts.sample_rate_hz,
+                          "language": language, "voice": voice,
                           "timings": tts.last_timings.as_ms()}))
     return 0
 

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--gateway", help="host:port (default: device.gateway)")
     ask.add_argument("--route", choices=("auto", "small", "big"), default="auto", help="tier preference")
     ask.add_argument("--token", help="device token (default: device.token or $VOXLENS_TOKEN)")
+    ask.add_argument("--language", help="the question's language, e.g. de (default: device.language)")
     ask.add_argument("--json", action="store_true", help="one JSON object per event the device reads")
     ask.set_defaults(func=run_ask)
 
@@ -49,10 +50,11 @@ def run_ask(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     target = args.gateway or cfg.device.gateway
     token = args.token or cfg.device.token or os.environ.get("VOXLENS_TOKEN", "")
-    return asyncio.run(_ask(" ".join(args.text), target, token, cfg.device, args.route, args.json))
+    return asyncio.run(_ask(" ".join(args.text), target, token, cfg.device, args.route, args.json,
+                            args.language or ""))
 
 
-async def _ask(text: str, target: str, token: str, device, route: str, as_json: bool) -> int:
+async def _ask(text: str, target: str, token: str, device, route: str, as_json: bool, language: str = "") -> int:
     """One question through the device's own client (DeviceContext, TLS, token, errors): `ask` sends what a
     device sends and hears what a device hears."""
     import dataclasses
@@ -66,7 +68,7 @@ async def _ask(text: str, target: str, token: str, device, route: str, as_json: 
     question = Understanding(text=text, route_preference=PREFERENCES[route])
     async with AssistantClient(replace(device, gateway=target, token=token)) as client:
         try:
-            async for event in client.ask(question):
+            async for event in client.ask(question, language=language):
                 if as_json:
                     print(json.dumps({"event": type(event).__name__, **dataclasses.asdict(event)}), flush=True)
                 elif isinstance(event, RouteEvent):

@@ -178,3 +178,40 @@ def test_german_first_piece_uses_german_words():
     assert first_piece_end("Die Hauptstadt von Frankreich ist Paris.", 3, 10, True, "de") == len("Die Hauptstadt von Frankreich")
     assert first_piece_end("Es ist zehn vor sechs am Abend.", 3, 10, True, "de") == 0   # never "zehn | vor sechs"
     assert first_piece_end("Es ist zehn Uhr und die Sonne scheint.", 3, 10, True, "de") == len("Es ist zehn Uhr")
+
+
+# ---------------------------------------------------------------- the CLI
+
+def test_cli_say_and_transcribe_take_a_language(tmp_path, capsys):
+    import json
+
+    from voxlens.cli import main
+
+    out = tmp_path / "de.wav"
+    assert main(["say", "--language", "de", DE, "-o", str(out), "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert (said["language"], said["voice"], said["rate_hz"]) == ("de", "espeak:de", 22050) and said["samples"] > 22050
+    assert main(["transcribe", "--language", "de", str(out), "--json"]) == 0          # fixed: whisper-base in German
+    row = json.loads(capsys.readouterr().out)
+    assert (row["language"], row["language_prob"]) == ("de", 1.0) and "katze" in row["text"].lower()
+    assert main(["transcribe", "--language", "auto", str(out), "--json"]) == 0        # identified
+    assert json.loads(capsys.readouterr().out)["language"] == "de"
+    assert main(["transcribe", "--language", "de", "--model", "whisper-tiny.en", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "English only" in err and "fix: --model whisper-base" in err
+    assert main(["say", "--language", "xx", "hello", "-o", str(tmp_path / "xx.wav")]) == 1
+    assert "no voice for 'xx'" in capsys.readouterr().err
+
+
+def test_models_list_shows_the_languages_of_each_model(capsys):
+    import json
+
+    from voxlens.cli import main
+
+    assert main(["models", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["whisper-tiny.en"]["languages"] == ["en"]
+    assert {"de", "fr", "es", "hi", "th"} <= set(rows["whisper-base"]["languages"])
+    assert {"de", "th"} <= set(rows["espeak-ng"]["languages"]) and rows["silero-vad"]["languages"] == []
+    assert main(["models", "list"]) == 0
+    assert "en,de,fr,it,pt,hi,es,th" in capsys.readouterr().out

@@ -132,3 +132,28 @@ async def test_the_language_switches_between_two_turns(tmp_path, multilingual_mo
     assert "en" in said and "de" in said and said.index("en") < said.index("de")   # Piper, then espeak-ng's German
     assert text_language(_spoken(multilingual_models, "de")) == "de"
     assert sink.samples_written > 2 * FRAME_S * sink.rate_hz
+
+
+async def test_ask_language_reaches_the_gateway(small_backend, capsys):
+    """`voxlens ask --language de` puts de on the Query: a gateway whose only tier declares English refuses it."""
+    import json
+
+    from gateway.backends.llama_cpp_backend import LlamaCppBackend
+    from gateway.cli import _ask
+    from gateway.server import start_gateway
+    from voxlens.config import BackendConfig
+
+    english_only = LlamaCppBackend(BackendConfig(model=str(small_backend.path), max_tokens=8, temperature=0.0,
+                                                 languages=("en",)), llm=small_backend._llm)
+    gw = await start_gateway(GatewayConfig(host="127.0.0.1"), ToolsConfig(), RouterConfig(), port=0,
+                             backends={"small": english_only, "big": None})
+    try:
+        assert await _ask("Wie spät ist es?", f"127.0.0.1:{gw.port}", "", DeviceConfig(), "auto", True, "de") == 1
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        (error,) = [r for r in rows if r["event"] == "Error"]
+        assert "'de'" in error["message"] and not [r for r in rows if r["event"] == "TextEvent"], rows
+        assert await _ask("Say hi.", f"127.0.0.1:{gw.port}", "", DeviceConfig(), "auto", True, "en") == 0
+        events = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+        assert "TextEvent" in events and events[-1] == "TurnEndEvent"
+    finally:
+        await gw.stop(0.5)
