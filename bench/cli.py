@@ -24,7 +24,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
     "speech": ((("--load",), {"type": int, "default": 2, "metavar": "N",
-                              "help": "busy workers for the device-final vs stock WER rows' loaded run (0: idle only)"}),),
+                              "help": "busy workers for the device-final vs stock WER rows' loaded run (0: idle only)"}),
+               (("--language",), {"metavar": "en,de,...", "default": "",
+                                  "help": "instead: WER and language identification per language with the "
+                                          "multilingual whisper (real English eval clips, espeak-ng clips for the rest)"})),
     "voice": ((("--load",), {"type": int, "default": 0, "metavar": "N",
                              "help": "run again with N busy workers (a pure-Python spin and a numpy loop in turn) "
                                      "and print the loaded figures beside the idle ones"}),),

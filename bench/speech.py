@@ -314,6 +314,10 @@ def print_table(rows: list[list]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "language", ""):   # per-language WER and language identification (bench/speech_languages.py)
+        from bench.speech_languages import run as run_languages
+
+        return run_languages(args)
     from device.smart_turn import from_config as smart_turn_from_config
     from device.stt import SpeechToText
     from device.tts import TextToSpeech
