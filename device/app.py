@@ -105,7 +105,8 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
     engine = TurnEngine(cfg.device, grammar=load_grammar(cfg.device.language),
                         actions=DeviceActions(platform, cfg.device.zone),
                         speaker=speaker, client=client, emit=emit,
-                        barge_in_on_speech=cfg.device.barge_in_on_speech)
+                        barge_in_on_speech=cfg.device.barge_in_on_speech,
+                        preemptive=cfg.device.preemptive and asker is None)   # a satellite's asker takes the audio
     endpointer = Endpointer(cfg.vad, models.vad, models.turn if cfg.vad.smart_turn else None)
     loop = AudioLoop(engine, wake=models.wake, endpointer=endpointer, stt=models.stt, emit=emit,
                      verifiers=models.verifiers, second_look_s=cfg.wakeword.second_look_s)

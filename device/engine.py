@@ -5,9 +5,10 @@ alone; this decides what happens between them: what a transcript means, when to
 speak, when to stop (barge-in overtakes everything: playback stops and the turn
 is cancelled at once), and when the user may go on without the wake word.
 
-The audio loop (frames -> wake word / VAD / STT) drives it through five calls:
-`wake()`, `speech_started()`, `partial(text) -> end_now`, `utterance(text, ...)`,
-`timer_fired(timer)`. Output goes through a `Speaker` (earcons and streamed speech).
+The audio loop (frames -> wake word / VAD / STT) drives it through six calls:
+`wake()`, `speech_started()`, `partial(text) -> end_now`, `preempt(text)` (a settled partial: the
+question is sent before the endpoint, device/preemptive.py), `utterance(text, ...)`, `timer_fired(timer)`.
+Output goes through a `Speaker` (earcons and streamed speech).
 Every state change and turn is reported to `emit` as a JSON-ready dict.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from device.platform import Timer
 from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AskEvent, AudioEvent, ClientError,
                                   GatewayUnavailable, RouteEvent, TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
 from device.commands import Grammar, Understanding
+from device.preemptive import PreemptiveTurn
 from voxlens.config import DeviceConfig
 from voxlens.timing import Clock, Timings, monotonic
 
@@ -88,12 +90,15 @@ class TurnRecord:
 class TurnEngine:
     def __init__(self, cfg: DeviceConfig, *, grammar: Grammar, actions: DeviceActions, speaker: Speaker,
                  client: Asker | None = None, emit: Callable[[dict], None] | None = None,
-                 clock: Clock = monotonic, barge_in_on_speech: bool = True) -> None:
+                 clock: Clock = monotonic, barge_in_on_speech: bool = True, preemptive: bool = False) -> None:
         self.cfg = cfg
         self.grammar, self.actions, self.speaker, self.client = grammar, actions, speaker, client
         self._emit = emit or (lambda event: None)
         self.clock = clock
         self.barge_in_on_speech = barge_in_on_speech
+        self.preemptive = preemptive   # ask the gateway on a settled partial ([device] preemptive)
+        self._preemptive: PreemptiveTurn | None = None
+        self._preempt_seen: tuple[str, str] = ("", "")   # the last settled partial offered (asked about once)
         self.state = State.IDLE
         self.turns: list[TurnRecord] = []
         self._turn_task: asyncio.Task | None = None
@@ -112,6 +117,9 @@ class TurnEngine:
             return
         self.emit("state", previous=self.state.value, state=state.value, reason=reason)
         self.state = state
+        if state is not State.LISTENING:   # utterance() has already taken the preemptive turn it adopts
+            self._preempt_seen = ("", "")
+            self._drop_preemptive(None, reason)
         self._cancel_window()
         if state is State.LISTENING:
             self._window_task = asyncio.get_running_loop().create_task(
@@ -174,6 +182,37 @@ class TurnEngine:
             self.emit("endpoint_early", text=text)
         return complete
 
+    def preempt(self, text: str, language: str = "") -> None:
+        """A settled partial (it covers every voiced frame): send the question now; its answer waits for the final.
+
+        Not for a device command (it runs at the endpoint, from memory) nor when the words did not change."""
+        if not self.preemptive or self.client is None or self.state is not State.LISTENING:
+            return
+        language = language or self.cfg.language
+        if (text, language) == self._preempt_seen:
+            return
+        self._preempt_seen = (text, language)
+        if self._preemptive is not None and self._preemptive.matches(text, language):
+            return
+        self._drop_preemptive(text, "partial changed")
+        understanding = self.grammar.understand(text)
+        if understanding.command is not None or understanding.kind == "empty":
+            return
+        self._preemptive = PreemptiveTurn.start(self.client, understanding, text, language, self.clock())
+        self.emit("preemptive", text=text, turn_id=self._preemptive.turn_id)
+
+    @property
+    def preemptive_turn(self) -> PreemptiveTurn | None:
+        """The question sent ahead of the endpoint, until the final adopts or drops it."""
+        return self._preemptive
+
+    def _drop_preemptive(self, final: str | None, reason: str) -> None:
+        """Cancel the preemptive turn (Cancel on the wire): its words are not what the user said, or the turn is over."""
+        pre, self._preemptive = self._preemptive, None
+        if pre is not None:
+            pre.cancel()
+            self.emit("preemptive_wasted", text=pre.text, final=final, reason=reason, turn_id=pre.turn_id)
+
     def utterance(self, text: str, *, speech_end_s: float | None = None, endpoint_s: float | None = None,
                   transcript_s: float | None = None, audio: np.ndarray | None = None,
                   language: str = "") -> asyncio.Task | None:
@@ -193,8 +232,11 @@ class TurnEngine:
         for stage, at_s in (("endpoint", endpoint_s), ("transcript", transcript_s)):
             if at_s is not None:
                 record.timings.add(stage, origin_s, at_s)
+        if self._preemptive is not None and not self._preemptive.matches(text, record.language):
+            self._drop_preemptive(text, "final differs")
+        pre, self._preemptive = self._preemptive, None
         self._set(State.THINKING, "utterance")
-        self._turn_task = asyncio.get_running_loop().create_task(self._run_turn(record, origin_s, audio))
+        self._turn_task = asyncio.get_running_loop().create_task(self._run_turn(record, origin_s, audio, pre))
         return self._turn_task
 
     async def timer_fired(self, timer: Timer) -> None:
@@ -212,6 +254,7 @@ class TurnEngine:
     async def barge_in(self, reason: str) -> None:
         """Stop playback now, cancel the gateway turn, drop the turn task."""
         self.speaker.stop()
+        self._drop_preemptive(None, "barge-in")
         turn_id, self._turn_id = self._turn_id, ""
         if turn_id and self.client is not None:
             self.client.cancel(turn_id)
@@ -228,12 +271,14 @@ class TurnEngine:
 
     async def close(self) -> None:
         self._cancel_window()
+        self._drop_preemptive(None, "closed")
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
             await asyncio.gather(self._turn_task, return_exceptions=True)
 
     # ------------------------------------------------------------ a turn
-    async def _run_turn(self, record: TurnRecord, origin_s: float, audio: np.ndarray | None = None) -> None:
+    async def _run_turn(self, record: TurnRecord, origin_s: float, audio: np.ndarray | None = None,
+                        pre: PreemptiveTurn | None = None) -> None:
         self.turns.append(record)
         self.speaker.language = record.language   # the voice of the turn's language (device/voices.py)
         try:
@@ -246,13 +291,16 @@ class TurnEngine:
                          understanding.intent.slots if understanding.intent else {})
             self.emit("transcript", text=record.text, kind=record.kind, name=record.name, slots=slots,
                       query_text=understanding.text, route_preference=understanding.route_preference)
+            if pre is not None and understanding.command is not None:
+                self._preemptive, pre = pre, None   # the same words, heard whole, are a device command: it runs
+                self._drop_preemptive(record.text, "final is a device command")
             if understanding.kind == "empty":
                 self._set(State.IDLE, "nothing said")
                 return
             if understanding.command is not None:
                 finished = await self._run_command(understanding, record, origin_s)
             else:
-                finished = await self._ask(understanding, record, origin_s, audio)
+                finished = await self._ask(understanding, record, origin_s, audio, pre)
             self._set(State.FOLLOW_UP if finished else State.IDLE, "answered")
         except asyncio.CancelledError:
             record.outcome = "cancelled"
@@ -295,12 +343,20 @@ class TurnEngine:
         return True
 
     async def _ask(self, understanding: Understanding, record: TurnRecord, origin_s: float,
-                   audio: np.ndarray | None = None) -> bool:
+                   audio: np.ndarray | None = None, pre: PreemptiveTurn | None = None) -> bool:
         if self.client is None:
             record.outcome = "offline"
             await self._say_error(OFFLINE_SPOKEN, record, origin_s)
             return False
-        self._turn_id = turn_id = self.client.new_turn_id()
+        if pre is not None:   # the final has the preemptive turn's words: its answer, buffered so far, is this turn's
+            self._turn_id = turn_id = pre.turn_id
+            events = pre.events()
+            record.timings.add("preempt", origin_s, pre.started_s)
+            self.emit("preemptive_used", text=pre.text, turn_id=turn_id,
+                      head_start_ms=round((self.clock() - pre.started_s) * 1000, 1))
+        else:
+            self._turn_id = turn_id = self.client.new_turn_id()
+            events = self.client.ask(understanding, turn_id=turn_id, audio=audio, language=record.language)
         deltas: asyncio.Queue[str | None] = asyncio.Queue()
         sound: asyncio.Queue[tuple[np.ndarray, int] | None] = asyncio.Queue()  # answer audio from the asker
         speaking: asyncio.Task | None = None
@@ -324,7 +380,7 @@ class TurnEngine:
             await self.speaker.speak(stream(), on_first_audio=mark)
 
         try:
-            async for event in self.client.ask(understanding, turn_id=turn_id, audio=audio, language=record.language):
+            async for event in events:
                 if isinstance(event, RouteEvent):
                     record.route = f"{event.tier}:{event.model}"
                     record.timings.add("route", origin_s, event.at_s)
@@ -357,6 +413,8 @@ class TurnEngine:
             for task in (filler, speaking, playing):
                 if task is not None:
                     task.cancel()
+            if pre is not None:
+                pre.cancel()
             raise
         except ClientError as exc:
             log.warning("turn %s failed: %s", turn_id, exc)

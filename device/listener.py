@@ -139,8 +139,10 @@ class AudioLoop:
 
     def _check_partial(self) -> None:
         text = self.utterance.new_partial()
-        if text is None:
-            return
-        self.emit("transcript_partial", text=text)
-        if self.engine.partial(text):
-            self.utterance.hint_complete()
+        if text is not None:
+            self.emit("transcript_partial", text=text)
+            if self.engine.partial(text):
+                self.utterance.hint_complete()
+        settled = self.utterance.settled()
+        if settled is not None and settled.text.strip():
+            self.engine.preempt(settled.text.strip(), settled.language)   # the question leaves before the endpoint

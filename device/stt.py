@@ -311,8 +311,8 @@ class StreamingTranscription:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and not (
-                    self._samples - self._started_at >= self.interval_samples
+                while not self._closed and not (   # no pass over silence alone: it would hear nothing new
+                    (self._samples - self._started_at >= self.interval_samples and self._voiced_end > self._started_at)
                     or (self._pause and self._samples > self._started_at)
                 ):
                     self._cond.wait()

@@ -70,6 +70,10 @@ class UtteranceStage:
         self._last_partial = partial.text
         return partial.text
 
+    def settled(self) -> Transcript | None:
+        """The partial that covers every voiced frame so far, decoded as a final (what the final would be now)."""
+        return self._stream.settled() if self._stream is not None else None
+
     def hint_complete(self) -> None:
         """The words so far form a whole command: end on the shorter silence."""
         self.endpointer.hint_complete()

@@ -35,7 +35,7 @@ def beams(stt):
         stt.with_config(replace(stt.cfg, beam_size=1, final_beam_size=5))
 
 
-def test_the_clip_tells_the_beams_apart(beams, clip):
+async def test_the_clip_tells_the_beams_apart(beams, clip):
     greedy, _ = beams
     assert words(greedy.transcribe(clip).text) != words(greedy.with_config(replace(greedy.cfg, beam_size=5)).transcribe(clip).text)
 

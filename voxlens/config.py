@@ -111,6 +111,7 @@ class DeviceConfig:
     language: str = "en"
     media_dir: str = ""   # photos/videos placeholders; empty: ~/.local/share/voxlens/media
     barge_in_on_speech: bool = True  # user speech over an answer stops it (needs echo cancellation on open speakers)
+    preemptive: bool = True  # a question leaves on the settled partial, before the endpoint; spoken only if the final matches
 
     @property
     def zone(self) -> str:
