@@ -23,8 +23,8 @@ import re
 import threading
 import tomllib
 import unicodedata
-from functools import cache
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator
 
@@ -268,7 +268,7 @@ class TextToSpeech:
         self.last_timings = Timings()
         self.syntheses = 0              # calls to the synthesiser (tests count them: a prepared line costs none)
         if voice.startswith(ESPEAK_PREFIX):
-            from device.espeak_voice import EspeakVoice, EspeakUnavailable
+            from device.espeak_voice import EspeakUnavailable, EspeakVoice
             from models.catalog import ModelError
 
             try:

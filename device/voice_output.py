@@ -40,6 +40,7 @@ class VoiceOutput:
         self._lock = asyncio.Lock()
         self._generation = 0
         self._prepared = {} if prepared is None else prepared
+        self._prepared_language = self.language   # prepared lines are in the start-up voice's language
         self.cache_hits = 0     # lines that started from prepared audio (tests and benches read it)
 
     async def prepare(self, lines: list[str]) -> None:
@@ -81,7 +82,8 @@ class VoiceOutput:
         async with self._lock:
             if generation != self._generation:
                 return
-            head = self._prepared_head(text) if isinstance(text, str) else None
+            head = (self._prepared_head(text) if isinstance(text, str) and self.language == self._prepared_language
+                    else None)    # another language's turn: its own voice, never the English cache
             if head is not None:
                 await self._speak_prepared(head, text[len(head):].strip(), generation, on_first_audio)
                 return

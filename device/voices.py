@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class Voices:
         self.spoken: deque[tuple[str, str]] = deque(maxlen=64)   # (language, piece) recently said, for tests and logs
 
     @classmethod
-    def load(cls, cfg: Config, default: TextToSpeech | None = None, languages: list[str] | None = None) -> "Voices":
+    def load(cls, cfg: Config, default: TextToSpeech | None = None, languages: list[str] | None = None) -> Voices:
         """Every planned voice, loaded once; what cannot load is a logged start-up message, not a dead device."""
         from models.catalog import ModelError
 

@@ -124,7 +124,7 @@ async def test_voices_switch_with_the_language(tts):
     before = tts.syntheses
 
     async def deltas():
-        for word in "Es ist fünf Uhr, und die Sonne scheint. Morgen regnet es.".split(" "):
+        for word in ["Es", "ist", "fünf", "Uhr,", "und", "die", "Sonne", "scheint.", "Morgen", "regnet", "es."]:
             yield word + " "
 
     chunks = [c async for c in voices.stream_chunks(deltas())]
@@ -215,3 +215,30 @@ def test_models_list_shows_the_languages_of_each_model(capsys):
     assert {"de", "th"} <= set(rows["espeak-ng"]["languages"]) and rows["silero-vad"]["languages"] == []
     assert main(["models", "list"]) == 0
     assert "en,de,fr,it,pt,hi,es,th" in capsys.readouterr().out
+
+
+async def test_prepared_lines_are_not_played_in_another_languages_turn(tts):
+    from device.audio import MemorySink
+    from device.voice_output import VoiceOutput
+    from device.voices import Voices
+
+    voices = Voices.load(Config(stt=SttConfig(languages=("en", "de"))), default=tts)
+    out = VoiceOutput(voices, MemorySink())
+    await out.prepare(["Stop."])
+    out.language = "en"
+    await out.speak("Stop.")
+    assert out.cache_hits == 1
+    out.language = "de"
+    await out.speak("Stop.")                         # the German voice says it; the English cache stays out
+    assert out.cache_hits == 1 and voices.spoken[-1] == ("de", "Stop.")
+
+
+def test_bench_error_rate_per_language():
+    from bench.speech_languages import error_rate, synthetic_clips
+
+    assert error_rate("de", ["Was ist das?"], ["was ist das"]) == ("WER", 0.0)
+    assert error_rate("en", ["It's five o'clock."], ["it is five o'clock"])[1] < 0.5
+    metric, rate = error_rate("th", ["สวัสดีครับ"], ["สวัสดี ครับ"])   # Thai: characters, spaces ignored
+    assert (metric, rate) == ("CER", 0.0)
+    clips = synthetic_clips("fr")
+    assert len(clips) == 5 and all(name.startswith("espeak-fr-") and len(audio) > 16000 for name, audio, _ in clips)

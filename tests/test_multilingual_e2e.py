@@ -17,8 +17,15 @@ import pytest
 
 from device.app import DeviceModels, load_verifiers, run_device
 from device.audio import FRAME_S, SAMPLE_RATE_HZ, MemorySink
-from tests.test_e2e import UserSource, Until, turns_ended
-from voxlens.config import Config, DeviceConfig, GatewayConfig, RouterConfig, SttConfig, ToolsConfig
+from tests.test_e2e import Until, UserSource, turns_ended
+from voxlens.config import (
+    Config,
+    DeviceConfig,
+    GatewayConfig,
+    RouterConfig,
+    SttConfig,
+    ToolsConfig,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
