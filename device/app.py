@@ -58,7 +58,8 @@ def load_models(cfg: Config) -> DeviceModels:
     wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
                             cfg.wakeword.refractory_s)
     tts = TextToSpeech(cfg.models.tts, cfg.tts)
-    voices = Voices.load(cfg, default=tts) if stt.languages != ("en",) else tts
+    configured = {*cfg.stt.languages, cfg.stt.language} - {"", "en"}   # a voice per configured language
+    voices = Voices.load(cfg, default=tts) if configured else tts
     return DeviceModels(stt=stt, tts=voices, vad=SileroVad(cfg.models.vad),
                         wake=wake, verifiers=load_verifiers(cfg, wake, stt), turn=smart_turn_from_config(cfg.vad))
 

@@ -242,3 +242,19 @@ def test_bench_error_rate_per_language():
     assert (metric, rate) == ("CER", 0.0)
     clips = synthetic_clips("fr")
     assert len(clips) == 5 and all(name.startswith("espeak-fr-") and len(audio) > 16000 for name, audio, _ in clips)
+
+
+def test_start_up_names_what_a_configured_language_lacks_and_the_rest_loads(caplog):
+    """An explicitly English-only Whisper with German enabled, and a language no voice has: warnings naming the
+    fix; the device's models still load, German keeps its (espeak-ng) voice."""
+    from device.app import load_models
+    from models.catalog import resolve
+    from voxlens.config import ModelsConfig
+
+    tiny_en = str(resolve("whisper-tiny.en"))
+    cfg = Config(models=ModelsConfig(stt=tiny_en), stt=SttConfig(languages=("en", "de", "xx")))
+    with caplog.at_level(logging.WARNING):
+        models = load_models(cfg)
+    assert "hears English only" in caplog.text and "whisper-base" in caplog.text
+    assert "no voice for 'xx'" in caplog.text and "[tts] voices" in caplog.text
+    assert models.stt.languages == ("en",) and set(models.tts.by_language) == {"en", "de"}
