@@ -4,23 +4,28 @@ Why: device commands (volume, photo, timers, time...) must resolve on the device
 milliseconds with no network, and weather/time-in-city questions should reach the
 gateway already typed so it can call the tool directly. The templates are data
 (device/grammar/<language>.yaml) matched by hassil, so a language is a data file,
-not code. Transcripts come from whisper, so matching tolerates digits or number
-words, filler words, punctuation and case.
+not code: Home Assistant's community templates (device/ha_intents.py) for timers, time,
+date, weather and volume, and our own file for what HA lacks (photo, video, brightness,
+battery, a city's time, route phrases). Transcripts come from whisper, so matching
+tolerates digits or number words, filler words, punctuation and case.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
 import yaml
-from hassil.intents import Intents
+from hassil.intents import IntentData, Intents
 from hassil.recognize import RecognizeResult, recognize_best
 from hassil.sample import sample_intents
 
+from device.ha_intents import ha_grammar, ha_languages
 from protos import assistant_pb2 as pb
 from protos.enums import PREFERENCES
 
@@ -32,14 +37,8 @@ MAX_TEXT_CHARS = 300  # longer than any command; longer text is a question, neve
 SlotScalar = int | float | str
 Kind = Literal["command", "intent", "query", "empty"]
 
-# Words a partial transcript may end on while the user is still saying a number
-# ("twenty" -> "twenty five"): such a partial is not yet a complete command.
-_OPEN_NUMBER_WORDS = {"twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-                      "hundred", "and", "point", "a"}
 _WORD_RE = re.compile(r"[\w%']+")
 _INNER_HYPHEN_RE = re.compile(r"(?<=\w)-(?=\w)")
-# A free-text timer name that is really a determiner ("my timer") is no name.
-_NOT_A_NAME = {"my", "the", "a", "an", "this", "that", "your", "our"}
 
 
 class GrammarError(ValueError):
@@ -53,6 +52,21 @@ class CommandMatch:
     name: str
     slots: Mapping[str, SlotScalar] = field(default_factory=dict)
     text: str = ""  # the transcript it came from
+    language: str = "en"  # the grammar's: the confirmation is said in it
+
+
+@dataclass(frozen=True)
+class LanguageData:
+    """The per-language word lists the matcher needs beside hassil's templates (the `voxlens:` key of a grammar)."""
+
+    open_number_words: frozenset[str] = frozenset()  # a partial ending on one may still grow ("twenty" -> "twenty five")
+    not_a_name: frozenset[str] = frozenset()         # a timer "name" that is really a determiner ("my timer")
+    warm: tuple[str, ...] = ()                        # sentences matched at load, to build hassil's number tries then
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> LanguageData:
+        return cls(frozenset(w.lower() for w in data.get("open_number_words", ())),
+                   frozenset(w.lower() for w in data.get("not_a_name", ())), tuple(data.get("warm", ())))
 
 
 @dataclass(frozen=True)
@@ -98,15 +112,14 @@ class Grammar:
 
     def __init__(self, language: str = "en", path: str | Path | None = None) -> None:
         self.path = Path(path) if path else GRAMMAR_DIR / f"{language}.yaml"
-        self.intents = _load_intents(self.path)
+        self.intents, self.words = _load_intents(language, self.path)
         self.language = self.intents.language
         self._warm_number_words()
         self._continuations = _continuations(self.intents)
 
     def _warm_number_words(self) -> None:
         """Build hassil's number-word tries now (hundreds of ms) instead of on the first command."""
-        for sample in ("set the volume to twenty", "set a timer for one minute",
-                       "set a timer for two hours", "set a timer for ten seconds"):
+        for sample in self.words.warm:
             self._recognize(sample)
 
     def _recognize(self, text: str) -> RecognizeResult | None:
@@ -125,7 +138,7 @@ class Grammar:
             return Understanding(text=text)
         kind = _metadata(result).get("kind")
         if kind == "command":
-            return Understanding(text=text, command=_command(result, text))
+            return Understanding(text=text, command=_command(result, text, self.language, self.words.not_a_name))
         if kind == "gateway":
             return Understanding(text=text, intent=_gateway_intent(result))
         if kind == "route":
@@ -160,7 +173,7 @@ class Grammar:
         if not text or len(text) > MAX_TEXT_CHARS:
             return False
         words = _WORD_RE.findall(text.lower())
-        if not words or words[-1] in _OPEN_NUMBER_WORDS:
+        if not words or words[-1] in self.words.open_number_words:
             return False
         if re.fullmatch(r"[1-9]0", words[-1]):
             return False
@@ -190,12 +203,15 @@ def _continuations(intents: Intents) -> dict[str, set[str]]:
     left out on purpose: "what time is it" may grow into "... in Tokyo", but people say that
     fluently, and waiting for it would slow down the commonest command.
     """
-    commands = {name for name, intent in intents.intents.items()
-                if any((d.metadata or {}).get("kind") == "command" for d in intent.data)}
+    # Our own templates only: Home Assistant's expand to hundreds of thousands of sentences (seconds to sample);
+    # its commands are whole when they match, and ours still hold one back that may grow into one of ours.
+    own = {name: dataclasses.replace(intent, data=[d for d in intent.data if _own_command(d)])
+           for name, intent in intents.intents.items()}
+    own = {name: intent for name, intent in own.items() if intent.data}
     table: dict[str, set[str]] = {}
     heads = {(name, *sentence.partition("{")[:2])
-             for name, sentence in sample_intents(intents, expand_ranges=False, exclude_sentences_with_wildcards=False,
-                                                  intent_names=commands)}
+             for name, sentence in sample_intents(dataclasses.replace(intents, intents=own), expand_ranges=False,
+                                                  exclude_sentences_with_wildcards=False)}
     for name, literal, brace in heads:
         words = _match_words(literal, []).split()
         # every prefix shorter than the sentence; a prefix ending right before a slot is one too
@@ -204,21 +220,62 @@ def _continuations(intents: Intents) -> dict[str, set[str]]:
     return table
 
 
-def _load_intents(path: Path) -> Intents:
+def available_languages() -> list[str]:
+    """Languages with our own grammar file or Home Assistant's templates."""
+    own = {p.stem for p in GRAMMAR_DIR.glob("*.yaml") if p.stem != "home_assistant"}
+    return sorted(own | ha_languages())
+
+
+def _read_own(path: Path, language: str) -> dict | None:
     if not path.is_file():
-        available = sorted(p.stem for p in GRAMMAR_DIR.glob("*.yaml"))
-        raise GrammarError(f"grammar file {path} does not exist; languages available: {available} "
-                           f"(add {path.name} to {GRAMMAR_DIR} to support it)")
+        return None
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise GrammarError(f"grammar file {path} is malformed: {exc}") from exc
+    if not isinstance(data, dict) or data.get("language") != language:
+        raise GrammarError(f"grammar file {path} is malformed: it needs `language: {language}` and `intents:`")
+    return data
+
+
+def _merge(base: dict, own: dict, path: Path) -> dict:
+    """Our templates on top of HA's: intents add data blocks; a rule or list both define is an error, not a
+    silent override (HA's templates name their own rules, and ours would change what they match)."""
+    for key in ("lists", "expansion_rules"):
+        both = sorted(set(base.get(key) or {}) & set(own.get(key) or {}))
+        if both:
+            raise GrammarError(f"{path}: {key} {both} are also Home Assistant's; rename them in {path.name}")
+        base[key] = {**(base.get(key) or {}), **(own.get(key) or {})}
+    base["skip_words"] = list(dict.fromkeys([*(base.get("skip_words") or []), *(own.get("skip_words") or [])]))
+    for name, intent in (own.get("intents") or {}).items():
+        base["intents"].setdefault(name, {"data": []})["data"].extend(intent.get("data", []))
+    return base
+
+
+def _own_command(data: IntentData) -> bool:
+    metadata = data.metadata or {}
+    return metadata.get("kind") == "command" and "home_assistant" not in metadata
+
+
+def _load_intents(language: str, path: Path) -> tuple[Intents, LanguageData]:
+    own = _read_own(path, language)
+    words = LanguageData.from_dict((own or {}).pop("voxlens", None) or {})
+    use_ha = (own or {}).pop("home_assistant", True)
+    base = ha_grammar(language) if use_ha else None
+    if own is None and base is None:
+        raise GrammarError(f"no grammar for language {language!r}: {path} does not exist and Home Assistant's "
+                           f"templates lack it; languages available: {available_languages()} "
+                           f"(add {path.name} to {GRAMMAR_DIR} to support it)")
+    data = own if base is None else _merge(base, own or {}, path)
+    try:
         intents = Intents.from_dict(data)
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise GrammarError(f"grammar file {path} is malformed: {exc}") from exc
     for intent in intents.intents.values():
         for data_block in intent.data:
             if (data_block.metadata or {}).get("kind") not in ("command", "gateway", "route"):
                 raise GrammarError(f"{path}: intent {intent.name!r} needs metadata.kind: command|gateway|route")
-    return intents
+    return intents, words
 
 
 def _metadata(result: RecognizeResult) -> dict:
@@ -230,18 +287,22 @@ def _number(value: object) -> int | float:
     return int(number) if number.is_integer() else number
 
 
-def _command(result: RecognizeResult, text: str) -> CommandMatch:
+def _command(result: RecognizeResult, text: str, language: str, not_a_name: frozenset[str]) -> CommandMatch:
     raw = {name: entity.value for name, entity in result.entities.items()}
+    name = result.intent.name
+    choose = _metadata(result).get("choose")
+    if choose:  # one HA intent that is two of ours: "louder" and "quieter" are HassSetVolumeRelative's up/down
+        name = choose["intents"].get(str(raw.get(choose["slot"])), name)
     slots: dict[str, SlotScalar] = {}
     if "level" in raw:
         slots["level"] = max(0, min(100, _number(raw["level"])))
     if "timer_name" in raw:
-        name = clean_transcript(str(raw["timer_name"])).strip(" ,").lower()
-        if name and name not in _NOT_A_NAME:
-            slots["name"] = name
-    if result.intent.name == "timer_set":
+        timer_name = clean_transcript(str(raw["timer_name"])).strip(" ,").lower()
+        if timer_name and timer_name not in not_a_name:
+            slots["name"] = timer_name
+    if name == "timer_set":
         slots["duration_s"] = _duration_s(raw)
-    return CommandMatch(name=result.intent.name, slots=slots, text=text)
+    return CommandMatch(name=name, slots=slots, text=text, language=language)
 
 
 def _duration_s(raw: Mapping[str, object]) -> int | float:
@@ -261,10 +322,35 @@ def _gateway_intent(result: RecognizeResult) -> GatewayIntent:
     return GatewayIntent(name=result.intent.name, slots=slots)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def load_grammar(language: str = "en") -> Grammar:
     """The shared, loaded-once grammar for a language."""
     return Grammar(language)
+
+
+def grammar_for(language: str, default: Grammar) -> Grammar:
+    """The grammar of an utterance's language (loaded on first use), else `default` (a language without one
+    was named at start-up by `missing_grammar`)."""
+    language = language.replace("_", "-").split("-")[0].lower()
+    if not language or language == default.language:
+        return default
+    try:
+        return load_grammar(language)
+    except GrammarError as exc:
+        log.warning("%s; understanding it with the %s grammar", exc, default.language)
+        return default
+
+
+def missing_grammar(language: str) -> str | None:
+    """What is missing for a configured language, with the fix; None when it has a full grammar."""
+    own = GRAMMAR_DIR / f"{language}.yaml"
+    if own.is_file():
+        return None
+    if language in ha_languages():
+        return (f"language {language!r}: timers, time, weather and volume come from Home Assistant's templates, "
+                f"but photo, video, brightness and battery commands have no grammar; add {own}")
+    return (f"language {language!r} has no command grammar (neither {own} nor Home Assistant's templates); "
+            f"its commands go to the gateway as questions; add {own} (languages with one: {available_languages()})")
 
 
 def understand(text: str, language: str = "en") -> Understanding:

@@ -25,7 +25,7 @@ from device.actions import DeviceActions, timer_done_phrase
 from device.platform import Timer
 from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AskEvent, AudioEvent, ClientError,
                                   GatewayUnavailable, RouteEvent, TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
-from device.commands import Grammar, Understanding
+from device.commands import Grammar, Understanding, grammar_for
 from device.preemptive import PreemptiveTurn
 from voxlens.config import DeviceConfig
 from voxlens.timing import Clock, Timings, monotonic
@@ -195,7 +195,7 @@ class TurnEngine:
         if self._preemptive is not None and self._preemptive.matches(text, language):
             return
         self._drop_preemptive(text, "partial changed")
-        understanding = self.grammar.understand(text)
+        understanding = grammar_for(language, self.grammar).understand(text)
         if understanding.command is not None or understanding.kind == "empty":
             return
         self._preemptive = PreemptiveTurn.start(self.client, understanding, text, language, self.clock())
@@ -282,7 +282,7 @@ class TurnEngine:
         self.turns.append(record)
         self.speaker.language = record.language   # the voice of the turn's language (device/voices.py)
         try:
-            understanding = self.grammar.understand(record.text)
+            understanding = grammar_for(record.language, self.grammar).understand(record.text)  # per language
             record.timings.add("intent", origin_s)
             record.kind = understanding.kind
             record.name = (understanding.command.name if understanding.command else

@@ -261,7 +261,8 @@ def test_clean_transcript() -> None:
 
 
 def test_missing_language_names_the_file_and_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(GrammarError, match=r"xx\.yaml does not exist; languages available: \['en'\]"):
+    with pytest.raises(GrammarError, match=r"xx\.yaml does not exist and Home Assistant's templates lack it; "
+                                           r"languages available: \[.*'en'"):
         Grammar("xx")
 
 
