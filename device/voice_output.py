@@ -40,7 +40,10 @@ class VoiceOutput:
         self._lock = asyncio.Lock()
         self._generation = 0
         self._prepared = {} if prepared is None else prepared
-        self._prepared_language = self.language   # prepared lines are in the start-up voice's language
+        # Prepared lines are said by the start-up voice (a Voices' default), whatever turn is under way when
+        # prepare() gets to them: under load it runs late, after a turn may have switched the language.
+        self._prepare_with: Synthesizer = getattr(tts, "default", tts)
+        self._prepared_language = self.language
         self.cache_hits = 0     # lines that started from prepared audio (tests and benches read it)
 
     async def prepare(self, lines: list[str]) -> None:
@@ -51,7 +54,7 @@ class VoiceOutput:
         A line may also be the head of longer ones ("Volume" for "Volume 60 percent."): see speak()."""
         for line in lines:
             if line and line not in self._prepared:
-                self._prepared[line] = await asyncio.to_thread(self.tts.synthesize, line)
+                self._prepared[line] = await asyncio.to_thread(self._prepare_with.synthesize, line)
 
     def _prepared_head(self, text: str) -> str | None:
         """The longest prepared line that is `text` or a whole-word head of it ("Volume" of "Volume 60 percent.")."""

@@ -224,7 +224,10 @@ async def test_prepared_lines_are_not_played_in_another_languages_turn(tts):
 
     voices = Voices.load(Config(stt=SttConfig(languages=("en", "de"))), default=tts)
     out = VoiceOutput(voices, MemorySink())
+    out.language = "de"                              # a German turn started before the lines were prepared
+    espeak_before = voices.by_language["de"].syntheses
     await out.prepare(["Stop."])
+    assert voices.by_language["de"].syntheses == espeak_before   # prepared by the English start-up voice
     out.language = "en"
     await out.speak("Stop.")
     assert out.cache_hits == 1
