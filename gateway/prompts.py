@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from gateway.tools.base import ToolResult
+from voxlens.phrases import phrase, primary, say
 
 SYSTEM = ("You are VoxLens, a voice assistant. Answer in one or two short spoken sentences. "
           "No lists, no markdown, no code.")
@@ -28,11 +29,22 @@ def needs_tools(text: str) -> bool:
     return bool(TOOL_CUES.search(text))
 
 
-def system_prompt(place: str, time_zone: str) -> str:
-    """The first message: the same for every turn of a device, so its KV cache is reused."""
+def system_prompt(place: str, time_zone: str, language: str = "") -> str:
+    """The first message: the same for every turn of a device in one language, so its KV cache is reused.
+    language: the Query's; a turn in another than English is told to answer in it (last, so the English
+    prefix stays shared)."""
     where = f" The user is in {place}." if place else ""
     zone = f" Their time zone is {time_zone}." if time_zone else ""
-    return SYSTEM + where + zone
+    return SYSTEM + where + zone + answer_in(language)
+
+
+def answer_in(language: str) -> str:
+    """' Always answer in German, ...' for a non-English turn; '' for English or no language said."""
+    code = primary(language)
+    if code == "en":
+        return ""
+    name = phrase("en", "language_names").get(code, language)
+    return " " + say("en", "answer_in", language_name=name)
 
 
 def chat(system: str, history: list[dict[str, Any]], turn: list[dict[str, Any]],

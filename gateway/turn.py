@@ -27,6 +27,7 @@ from gateway.tools.registry import STATUS, Toolbox
 from gateway.tools.weather import Place
 from protos import assistant_pb2 as pb
 from protos.enums import PREFERENCE_NAMES
+from voxlens.phrases import translate
 from voxlens.timing import Timings
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class TurnRunner:
 
     async def fail(self, ctx: TurnContext, code: str, message: str, spoken: str, retryable: bool) -> str:
         self.metrics.errors.labels(code).inc()
+        spoken = translate(ctx.query.language, spoken)  # voxlens/phrases/<lang>.yaml, by the English line
         await ctx.emit(msg.error(ctx.turn_id, code, message, spoken, retryable))
         return "error"
 
@@ -201,7 +203,7 @@ class TurnRunner:
         try:
             with ctx.timings.measure(f"tool.{name}"):
                 result = await self.toolbox.run(name, args, location=self._location(ctx.query),
-                                                time_zone=ctx.query.context.time_zone)
+                                                time_zone=ctx.query.context.time_zone, language=ctx.query.language)
         except ToolError as exc:
             self.metrics.tool_calls.labels(name, "failed").inc()
             log.warning("tool %s failed with %s", name, exc.code)  # the detail may hold user text: debug only
@@ -281,7 +283,7 @@ class TurnRunner:
         place = q.context.location.place_name if q.context.HasField("location") else ""
         history = (self.memory.history(q.conversation_id, include_private=backend.capabilities.local)
                    if with_history else [])
-        return prompts.chat(prompts.system_prompt(place, q.context.time_zone), history, turn, instructions)
+        return prompts.chat(prompts.system_prompt(place, q.context.time_zone, q.language), history, turn, instructions)
 
     def _request(self, ctx: TurnContext, backend: Backend, extra: list[dict[str, Any]] | None = None) -> ChatRequest:
         q = ctx.query
@@ -428,7 +430,7 @@ class TurnRunner:
         if held and out.tool_call is None:
             out.tool_call = parse_tool_call(out.text, self.toolbox.names)
             if out.tool_call is None:  # no known tool: speak it unless it is raw JSON
-                spoken = SPOKEN_UNSURE if is_json_like(out.text) else "".join(held)
+                spoken = translate(ctx.query.language, SPOKEN_UNSURE) if is_json_like(out.text) else "".join(held)
                 out.text = spoken
                 await ctx.emit(msg.delta(ctx.turn_id, spoken))
         if out.tool_call is not None:

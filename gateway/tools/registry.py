@@ -16,6 +16,7 @@ from gateway.tools.calculator import calculate
 from gateway.tools.search import web_search
 from gateway.tools.time import time_in_city
 from gateway.tools.weather import OpenMeteoClient, Place
+from voxlens.phrases import primary, say
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +52,27 @@ class Toolbox:
     def schemas(self) -> list[dict[str, Any]]:
         return [SCHEMAS[n] for n in self.names]
 
-    async def run(self, name: str, args: dict[str, Any], *, location: Place | None, time_zone: str) -> ToolResult:
-        """Run one tool. Arguments come from a model or the device: every one is checked, none is trusted."""
+    async def run(self, name: str, args: dict[str, Any], *, location: Place | None, time_zone: str,
+                  language: str = "") -> ToolResult:
+        """Run one tool. Arguments come from a model or the device: every one is checked, none is trusted.
+        language: the Query's; the tool's summary and spoken errors are said in it."""
+        language = primary(language)
         def text(key: str) -> str:
             value = args.get(key)
             return value.strip()[:100] if isinstance(value, str) else ""
 
         if name == "weather":
-            return await self.weather_client.weather(text("city") or None, text("day") or "now", fallback=location)
+            return await self.weather_client.weather(text("city") or None, text("day") or "now", fallback=location,
+                                                     language=language)
         if name == "time":
-            return await time_in_city(text("city") or None, time_zone, geocode=self.weather_client.geocode)
+            async def geocode(city: str) -> Place:
+                return await self.weather_client.geocode(city, language)
+            return await time_in_city(text("city") or None, time_zone, geocode=geocode, language=language)
         if name == "calculator":
             return calculate(text("expression") or str(args.get("expression", "")))
         if name == "web_search" and self.cfg.searxng_url:
             return await web_search(self._http, self.cfg.searxng_url, text("query"))
-        raise ToolError(f"unknown tool {name!r}", "I can't do that yet.", code="INVALID_ARGUMENT", retryable=False)
+        raise ToolError(f"unknown tool {name!r}", say(language, "tool_unknown"), code="INVALID_ARGUMENT", retryable=False)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from gateway.tools.base import ToolError, ToolResult
+from voxlens.phrases import phrase, say, words
 
 Geocoder = Callable[[str], Awaitable["object"]]
 
@@ -29,31 +30,33 @@ def zone_for_city(city: str) -> str | None:
     return _zones_by_city().get(city.strip().lower())
 
 
-def _zone(name: str) -> ZoneInfo:
+def _zone(name: str, language: str = "en") -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ToolError(f"unknown time zone {name!r}", "I don't know that time zone.", code="INVALID_ARGUMENT",
+        raise ToolError(f"unknown time zone {name!r}", say(language, "unknown_zone"), code="INVALID_ARGUMENT",
                         retryable=False) from exc
 
 
-def time_in_zone(zone_name: str, place: str, now_utc: datetime | None = None) -> ToolResult:
-    now = (now_utc or datetime.now(timezone.utc)).astimezone(_zone(zone_name))
+def time_in_zone(zone_name: str, place: str, now_utc: datetime | None = None, language: str = "en") -> ToolResult:
+    """The summary is said in `language` (voxlens/phrases/<lang>.yaml); the data stays as the tool found it."""
+    now = (now_utc or datetime.now(timezone.utc)).astimezone(_zone(zone_name, language))
     clock = now.strftime("%H:%M")
-    date = f"{now.strftime('%A')}, {now.strftime('%B')} {now.day}"
-    summary = f"It is {clock} on {date} in {place}."
+    date = phrase(language, "short_date").format(weekday=words(language, "weekdays")[now.weekday()],
+                                                 month=words(language, "months")[now.month - 1], day=now.day)
+    summary = say(language, "time_in_place", time=clock, date=date, place=place)
     return ToolResult("time", {"place": place, "time_zone": zone_name, "time": clock, "date": date,
                                "iso": now.isoformat(timespec="minutes")}, summary, (clock,))
 
 
 async def time_in_city(city: str | None, device_zone: str, geocode: Geocoder | None = None,
-                       now_utc: datetime | None = None) -> ToolResult:
+                       now_utc: datetime | None = None, language: str = "en") -> ToolResult:
     """The time in `city`, else in the device's zone. `geocode` (Open-Meteo) resolves cities zoneinfo does not name."""
     if not city:
         if not device_zone:
             raise ToolError("time asked without a city and the device sent no time zone",
-                            "Which city do you mean?", code="INVALID_ARGUMENT", retryable=False)
-        return time_in_zone(device_zone, "your time zone", now_utc)
+                            say(language, "which_city_time"), code="INVALID_ARGUMENT", retryable=False)
+        return time_in_zone(device_zone, phrase(language, "your_time_zone"), now_utc, language)
     zone_name = zone_for_city(city)
     place = city.strip().title()
     if zone_name is None and geocode is not None:
@@ -61,6 +64,6 @@ async def time_in_city(city: str | None, device_zone: str, geocode: Geocoder | N
         zone_name = getattr(found, "timezone", "") or None
         place = getattr(found, "name", place)
     if zone_name is None:
-        raise ToolError(f"no time zone known for {city!r}", f"I don't know the time zone of {city}.",
+        raise ToolError(f"no time zone known for {city!r}", say(language, "zone_not_found", city=city),
                         code="NOT_FOUND", retryable=False)
-    return time_in_zone(zone_name, place, now_utc)
+    return time_in_zone(zone_name, place, now_utc, language)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from gateway.tools.base import ToolError, ToolResult
+from voxlens.phrases import entry, say
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,13 @@ class Place:
     timezone: str = ""
 
 
-def _describe(code: Any) -> str:
+def _describe(code: Any, language: str = "en") -> str:
+    """A WMO code in words, in the language (voxlens/phrases/<lang>.yaml weather_codes; WMO_CODES: the English)."""
     try:
-        return WMO_CODES.get(int(code), "mixed weather")
+        number = int(code)
     except (TypeError, ValueError):
-        return "mixed weather"
+        return say(language, "mixed_weather").lower()
+    return entry(language, "weather_codes", number, WMO_CODES.get(number) or say(language, "mixed_weather").lower())
 
 
 def _round(value: Any) -> int:
@@ -56,16 +59,15 @@ class OpenMeteoClient:
         self.forecast_url = forecast_url
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)))
 
-    async def _get(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _get(self, url: str, params: dict[str, Any], language: str = "en") -> dict[str, Any]:
         try:
             resp = await self._http.get(url, params=params)
         except httpx.TimeoutException as exc:
             raise ToolError(f"Open-Meteo at {url} timed out ({type(exc).__name__})",
-                            "The weather service is taking too long. Please try again in a moment.",
-                            code="DEADLINE_EXCEEDED") from exc
+                            say(language, "weather_slow"), code="DEADLINE_EXCEEDED") from exc
         except httpx.HTTPError as exc:
             raise ToolError(f"Open-Meteo at {url} is unreachable: {exc}; check tools.geocoding_url/forecast_url",
-                            "I can't reach the weather service right now.") from exc
+                            say(language, "weather_unreachable")) from exc
         if resp.status_code != 200:
             reason = ""
             try:
@@ -73,70 +75,72 @@ class OpenMeteoClient:
             except ValueError:
                 pass
             raise ToolError(f"Open-Meteo at {url} answered HTTP {resp.status_code} {reason}".strip(),
-                            "The weather service isn't working right now. Please try again later.",
+                            say(language, "weather_broken"),
                             retryable=resp.status_code >= 500)
         try:
             body = resp.json()
         except ValueError as exc:
-            raise ToolError(f"Open-Meteo at {url} sent invalid JSON", "The weather service sent something I can't read.") from exc
+            raise ToolError(f"Open-Meteo at {url} sent invalid JSON", say(language, "weather_unreadable")) from exc
         if not isinstance(body, dict):
             raise ToolError(f"Open-Meteo at {url} sent {type(body).__name__}, expected an object",
-                            "The weather service sent something I can't read.")
+                            say(language, "weather_unreadable"))
         return body
 
-    async def geocode(self, city: str) -> Place:
-        body = await self._get(self.geocoding_url, {"name": city, "count": 1, "language": "en", "format": "json"})
+    async def geocode(self, city: str, language: str = "en") -> Place:
+        body = await self._get(self.geocoding_url, {"name": city, "count": 1, "language": language or "en",
+                                                    "format": "json"}, language)
         results = body.get("results") or []  # the API omits "results" when nothing matches
         if not results:
             raise ToolError(f"Open-Meteo geocoding found no place named {city!r}",
-                            f"I couldn't find a place called {city}.", code="NOT_FOUND", retryable=False)
+                            say(language, "place_not_found", city=city), code="NOT_FOUND", retryable=False)
         r = results[0]
         try:
             return Place(str(r["name"]), float(r["latitude"]), float(r["longitude"]),
                          str(r.get("country", "")), str(r.get("timezone", "")))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ToolError(f"Open-Meteo geocoding result lacks {exc}", "The weather service sent something I can't read.") from exc
+            raise ToolError(f"Open-Meteo geocoding result lacks {exc}", say(language, "weather_unreadable")) from exc
 
-    async def forecast(self, place: Place, day: str = "now") -> ToolResult:
+    async def forecast(self, place: Place, day: str = "now", language: str = "en") -> ToolResult:
         day = day if day in DAYS else "now"
         body = await self._get(self.forecast_url, {
             "latitude": place.latitude, "longitude": place.longitude,
             "current": "temperature_2m,weather_code,wind_speed_10m",
             "daily": "weather_code,temperature_2m_max,temperature_2m_min,precipitation_probability_max",
             "timezone": "auto", "forecast_days": 2,
-        })
+        }, language)
         unit = (body.get("current_units") or {}).get("temperature_2m", "°C")
         try:
             if day == "now":
                 cur = body["current"]
                 temp = _round(cur["temperature_2m"])
-                sky = _describe(cur.get("weather_code"))
-                summary = f"In {place.name} it is {temp} degrees now, with {sky}."
+                sky = _describe(cur.get("weather_code"), language)
+                summary = say(language, "weather_now", place=place.name, temperature=temp, conditions=sky)
                 data = {"place": place.name, "day": day, "temperature": temp, "unit": unit, "conditions": sky,
                         "wind_speed": cur.get("wind_speed_10m")}
                 return ToolResult("weather", data, summary, (str(temp),))
             daily = body["daily"]
             i = 0 if day == "today" else 1
             hi, lo = _round(daily["temperature_2m_max"][i]), _round(daily["temperature_2m_min"][i])
-            sky = _describe(daily["weather_code"][i])
+            sky = _describe(daily["weather_code"][i], language)
             rain = (daily.get("precipitation_probability_max") or [None, None])[i]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ToolError(f"Open-Meteo forecast lacks the field {exc}", "The weather service sent something I can't read.") from exc
-        summary = f"{day.capitalize()} in {place.name}: {sky}, high of {hi} and low of {lo} degrees."
+            raise ToolError(f"Open-Meteo forecast lacks the field {exc}", say(language, "weather_unreadable")) from exc
+        summary = say(language, "weather_day", day=say(language, day), place=place.name, conditions=sky, high=hi, low=lo)
         data = {"place": place.name, "day": day, "high": hi, "low": lo, "unit": unit, "conditions": sky,
                 "precipitation_probability": rain}
         return ToolResult("weather", data, summary, (str(hi), str(lo)))
 
-    async def weather(self, city: str | None, day: str = "now", *, fallback: Place | None = None) -> ToolResult:
-        """Weather for a named city, else for the device's location (`fallback`)."""
+    async def weather(self, city: str | None, day: str = "now", *, fallback: Place | None = None,
+                      language: str = "en") -> ToolResult:
+        """Weather for a named city, else for the device's location (`fallback`), said in `language`."""
         if city:
-            place = await self.geocode(city)
+            place = await self.geocode(city, language)
         elif fallback is not None:
             place = fallback
         else:
             raise ToolError("weather asked without a city and the device sent no location",
-                            "Which city do you want the weather for?", code="INVALID_ARGUMENT", retryable=False)
-        return await self.forecast(place, day)
+                            say(language, "which_city_weather"), code="INVALID_ARGUMENT", retryable=False)
+        return await self.forecast(place, day, language)
 
     async def close(self) -> None:
         await self._http.aclose()
