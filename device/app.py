@@ -16,7 +16,7 @@ import numpy as np
 from device.actions import CONFIRMATION_HEADS, CONFIRMATIONS, DeviceActions
 from device.client import AssistantClient
 from device.client_events import ERROR_SPOKEN, OFFLINE_SPOKEN, TIMEOUT_SPOKEN
-from device.commands import load_grammar
+from device.commands import grammar_gaps, load_grammar
 from device.engine import Asker, State, TurnEngine, TurnRecord
 from device.listener import AudioLoop
 from device.platform import LocalPlatform
@@ -55,6 +55,8 @@ def load_models(cfg: Config) -> DeviceModels:
     if missing := stt.missing_languages():
         log.warning("[stt] languages has %s, but %s hears English only; fix: [models] stt = \"whisper-base\" "
                     "(voxlens models prepare whisper-base)", ", ".join(missing), stt.name)
+    for gap in grammar_gaps({*cfg.stt.languages, cfg.stt.language, cfg.device.language}):
+        log.warning("%s", gap)   # that language's commands go to the gateway as questions; the others work
     wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,
                             cfg.wakeword.refractory_s)
     tts = TextToSpeech(cfg.models.tts, cfg.tts)

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -339,6 +339,11 @@ def grammar_for(language: str, default: Grammar) -> Grammar:
     except GrammarError as exc:
         log.warning("%s; understanding it with the %s grammar", exc, default.language)
         return default
+
+
+def grammar_gaps(languages: Iterable[str]) -> list[str]:
+    """The start-up messages for configured languages whose command grammar is missing or partial."""
+    return [gap for language in sorted({lang for lang in languages if lang}) if (gap := missing_grammar(language))]
 
 
 def missing_grammar(language: str) -> str | None:

@@ -28,6 +28,7 @@ from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AskEvent, Aud
 from device.commands import Grammar, Understanding, grammar_for
 from device.preemptive import PreemptiveTurn
 from voxlens.config import DeviceConfig
+from voxlens.phrases import translate
 from voxlens.timing import Clock, Timings, monotonic
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,8 @@ class TurnEngine:
             self._alerts.add(task)
         try:
             await self.speaker.earcon("alarm")
-            await self.speaker.speak(timer_done_phrase(timer))
+            language = self.turns[-1].language if self.turns else self.cfg.language  # the last turn's
+            await self.speaker.speak(timer_done_phrase(timer, language))
         finally:
             self._alerts.discard(task)
 
@@ -440,7 +442,7 @@ class TurnEngine:
         return True
 
     async def _say_error(self, spoken: str, record: TurnRecord, origin_s: float) -> None:
-        record.answer = spoken
+        record.answer = spoken = translate(record.language, spoken)  # the turn's language (voxlens/phrases)
         self._set(State.SPEAKING, "error")
         mark = self._first_audio(record, origin_s)
         mark()

@@ -8,6 +8,7 @@ language are printed (pytest -s), never asserted.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from device.commands import (
     GrammarError,
     available_languages,
     grammar_for,
+    grammar_gaps,
     load_grammar,
     missing_grammar,
 )
@@ -168,3 +170,26 @@ def test_load_and_match_times_per_language() -> None:
         rows.append(f"{language}: load {load_ms:6.0f} ms, match {match_ms:5.2f} ms/utterance ({len(texts)})")
     print("\n" + "\n".join(rows))
     assert len(rows) == len(LANGUAGES)
+
+
+def test_grammar_gaps_are_the_start_up_messages_for_configured_languages() -> None:
+    assert grammar_gaps(["en", "de", "", "th"]) == []
+    gaps = grammar_gaps(["de", "xx", "nl"])
+    assert len(gaps) == 2 and "'nl'" in gaps[0] and "'xx'" in gaps[1] and "xx.yaml" in gaps[1]
+
+
+async def test_the_engine_understands_and_answers_in_the_utterance_language(tmp_path: Path, tts, stt) -> None:
+    """Through the real engine, voice output and client: a German command by the German grammar, confirmed in
+    German; a German question with the gateway unreachable hears the offline line in German; English still English."""
+    from tests.test_engine import Rig
+
+    async with Rig(tmp_path, tts, stt, None) as rig:
+        for text, language in (("Stell einen Timer für fünf Minuten", "de"), ("Wer hat den Faust geschrieben?", "de"),
+                               ("what time is it", "en")):
+            await rig.engine.wake()
+            await rig.engine.speech_started()
+            await asyncio.wait_for(rig.engine.utterance(text, language=language), 20.0)
+        timer, question, english = [e for e in rig.events if e["event"] == "turn"][-3:]
+        assert (timer["language"], timer["name"], timer["answer"]) == ("de", "timer_set", "Timer für 5 Minuten gestellt.")
+        assert question["outcome"] == "offline" and question["answer"].startswith("Ich erreiche den Assistenten")
+        assert english["name"] == "time_now" and english["answer"].startswith("It's ")
