@@ -143,7 +143,7 @@ def run_say(args: argparse.Namespace) -> int:
 
 def run_listen(args: argparse.Namespace) -> int:
     from device.audio import AudioFormatError, WavSource
-    from device.stt import SpeechToText
+    from device.stt import SpeechToText, model_for
     from device.utterance import UtteranceStage, utterances
     from device import smart_turn
     from device.vad import Endpointer, SileroVad
@@ -152,7 +152,7 @@ def run_listen(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     try:
         source = WavSource(args.input, realtime=args.realtime)
-        stt = SpeechToText(cfg.models.stt, cfg.stt)
+        stt = SpeechToText(model_for(cfg.models.stt, cfg.stt), cfg.stt)
         stage = UtteranceStage(Endpointer(cfg.vad, SileroVad(), smart_turn.from_config(cfg.vad)), stt)
     except (AudioFormatError, ModelError) as exc:
         return _fail(str(exc))

@@ -26,7 +26,7 @@ from wyoming.event import Event
 from wyoming.info import Info
 
 from device.audio import SAMPLE_RATE_HZ
-from device.stt import MAX_AUDIO_S, SpeechToText, StreamingTranscription
+from device.stt import MAX_AUDIO_S, SpeechToText, StreamingTranscription, model_for
 from device.vad import SileroVad
 from device.wyoming.audio import AudioInput
 from device.wyoming.info import ServiceError, ServiceHandler, parse, stt_info
@@ -61,8 +61,10 @@ class SttService:
 
     @classmethod
     def load(cls, cfg: Config, model: str | None = None) -> "SttService":
-        """The configured Whisper model ([models] stt, or `model`) and VAD, settings from [stt] and [vad]."""
-        return cls(SpeechToText(model or cfg.models.stt, cfg.stt), SileroVad(cfg.models.vad), cfg.vad.threshold)
+        """The configured Whisper model ([models] stt, or `model`; whisper-base when [stt] languages go beyond
+        English) and VAD, settings from [stt] and [vad]."""
+        return cls(SpeechToText(model or model_for(cfg.models.stt, cfg.stt), cfg.stt), SileroVad(cfg.models.vad),
+                   cfg.vad.threshold)
 
     def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> "SttHandler":
         return SttHandler(reader, writer, self)
