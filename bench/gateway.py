@@ -9,6 +9,7 @@ the numbers are latency at a stated load, not a saturation artefact.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import multiprocessing as mp
 import random
@@ -49,13 +50,21 @@ def _serve_instant(port_queue: mp.Queue, stop: mp.Event) -> None:
     asyncio.run(main())
 
 
-def _query(turn_id: str, text: str = "hello there", route: int = 0):
-    from device.client import device_context  # the device's own builder
-    from protos import assistant_pb2 as pb
+@functools.cache
+def _context(route: int):
+    """Built once per process with the device's own builder: the time zone lookup it makes is the device's
+    cost, not the gateway's, and would otherwise sit inside the measured send -> first delta."""
+    from device.client import device_context
     from voxlens.config import DeviceConfig
 
+    return device_context(DeviceConfig(), route_preference=route)
+
+
+def _query(turn_id: str, text: str = "hello there", route: int = 0):
+    from protos import assistant_pb2 as pb
+
     return pb.DeviceMessage(query=pb.Query(turn_id=turn_id, conversation_id="", text=text, language="en",
-                                           context=device_context(DeviceConfig(), route_preference=route)))
+                                           context=_context(route)))
 
 
 async def _one(outbox: asyncio.Queue, responses, turn_id: str, errors: list[str]) -> float | None:

@@ -319,7 +319,7 @@ class TurnRunner:
                 announced = True
                 ctx.tier = candidate
                 try:
-                    outcome = await self._answer(ctx, candidate, backend)
+                    outcome = await self._answer(ctx, candidate, backend, request)
                 except _Failed as exc:
                     last_error = str(exc)
                     refused += isinstance(exc, _Refused)
@@ -352,9 +352,9 @@ class TurnRunner:
         return await self.fail(ctx, "UNAVAILABLE", f"no model tier could answer: {last_error or 'none configured'}; "
                                "check gateway.small / gateway.big", SPOKEN_NO_MODEL, True)
 
-    async def _answer(self, ctx: TurnContext, tier: str, backend: Backend) -> Outcome:
+    async def _answer(self, ctx: TurnContext, tier: str, backend: Backend, request: ChatRequest) -> Outcome:
         """Stream one answer; run at most one tool round if the model asks for a tool."""
-        outcome = await self._stream(ctx, tier, backend, self._request(ctx, backend))
+        outcome = await self._stream(ctx, tier, backend, request)
         if outcome.tool_call is None:
             return outcome
         call = outcome.tool_call

@@ -21,6 +21,7 @@ from protos import assistant_pb2 as pb
 from tests.gateway_support import free_port, one_turn, query
 from tests.openai_standin import RETRY_AFTER_S, start_openai_standin
 from voxlens.config import Config, replace
+from voxlens.phrases import translate
 from voxlens.timing import ManualClock
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -100,7 +101,8 @@ async def test_a_turn_goes_to_the_backend_that_declares_its_language(servers):
     assert [r.tier for r in english.routes] == [SMALL] and english.text == "It is sunny today."
     assert [(r.tier, r.reason) for r in german.routes] == [(NONE, "no_tier_can_answer")]
     (err,) = german.errors
-    assert err.spoken == SPOKEN_NO_LANGUAGE and "'de'" in err.message and "gateway.big.languages" in err.message
+    assert err.spoken == translate("de", SPOKEN_NO_LANGUAGE) != SPOKEN_NO_LANGUAGE   # said in the turn's language
+    assert "'de'" in err.message and "gateway.big.languages" in err.message
     assert len(small.requests) == 1                     # the English turn only
     assert len(big_server.requests) - before == 1       # the French turn only
 
