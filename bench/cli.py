@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "wakeword": ("bench.wakeword:bench_cli", "wake-word recipe on real voices: FRR on 56 real speakers, false accepts per hour"),
     "wyoming": ("bench.wyoming:run", "VoxLens's Wyoming STT/TTS beside wyoming-faster-whisper and wyoming-piper (same models), measured by wyoming-bench"),
     "first-token": ("bench.first_token:run", "small tier: time to first token and prompt tokens decoded per turn over a scripted conversation, idle and busy CPU"),
+    "grammar": ("bench.grammar:run", "command grammar per language (Home Assistant's templates + ours): load and match time, idle and busy CPU"),
     "gateway": ("bench.gateway:run", "time to first token per tier; gateway overhead at 1/100/1000 streams; 50 devices on one small model, idle and busy CPU"),
 }
 
