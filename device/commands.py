@@ -163,6 +163,9 @@ class Grammar:
     def to_intent(self, text: str) -> GatewayIntent | None:
         return self.understand(text).intent
 
+    def _ends_open(self, text: str, last_word: str) -> bool:
+        return _open_end(text, last_word, self.words.open_number_words)
+
     def is_complete(self, partial_text: str) -> bool:
         """True when a partial transcript already is a whole device command, so endpointing may end early.
 
@@ -173,7 +176,7 @@ class Grammar:
         if not text or len(text) > MAX_TEXT_CHARS:
             return False
         words = _WORD_RE.findall(text.lower())
-        if not words or words[-1] in self.words.open_number_words:
+        if not words or self._ends_open(text, words[-1]):
             return False
         if re.fullmatch(r"[1-9]0", words[-1]):
             return False
@@ -185,6 +188,15 @@ class Grammar:
         # "stop" may become "stop recording", "turn the volume up" "... up to 80": wait for those
         longer = self._continuations.get(_match_words(text, self.intents.skip_words), set())
         return not (longer - {result.intent.name})
+
+
+def _open_end(text: str, last_word: str, open_words: frozenset[str]) -> bool:
+    """The partial ends on a word that may grow ("twenty" -> "twenty five", "two hours" -> "... and ten minutes").
+    Thai writes no spaces between words: there the end of the run is compared."""
+    if last_word in open_words:
+        return True
+    run = text.strip().lower()  # not the last \w+ word: Thai's vowel marks are not \w and would split it
+    return " " not in run and any(run.endswith(w) for w in open_words if len(w) > 1)
 
 
 def _match_words(text: str, skip_words: list[str]) -> str:

@@ -137,6 +137,12 @@ def test_early_endpointing_per_language() -> None:
     assert not german.is_complete("Wie ist das Wetter in Berlin")       # a gateway intent, not a device command
     french = load_grammar("fr")
     assert not french.is_complete("Règle le volume à vingt")            # "vingt" -> "vingt-cinq"
+    assert german.is_complete("Timer für zwei Stunden und zehn Minuten")
+    assert not german.is_complete("Timer für zwei Stunden")              # "... und zehn Minuten" may follow
+    thai = load_grammar("th")                                            # no spaces: the end of the run counts
+    assert thai.is_complete("ตั้งเวลาห้านาที")
+    assert thai.understand("ตั้งเวลาสองชั่วโมง").command.slots["duration_s"] == 7200
+    assert not thai.is_complete("ตั้งเวลาสองชั่วโมง")
 
 
 def test_missing_languages_name_the_gap_and_the_fix() -> None:
