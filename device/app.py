@@ -16,7 +16,7 @@ import numpy as np
 from device.actions import CONFIRMATION_HEADS, CONFIRMATIONS, DeviceActions
 from device.client import AssistantClient
 from device.client_events import ERROR_SPOKEN, OFFLINE_SPOKEN, TIMEOUT_SPOKEN
-from device.commands import grammar_gaps, load_grammar
+from device.commands import grammar_for, grammar_gaps, load_grammar
 from device.engine import Asker, State, TurnEngine, TurnRecord
 from device.listener import AudioLoop
 from device.platform import LocalPlatform
@@ -105,7 +105,7 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
     client = asker if asker is not None else AssistantClient(cfg.device, status=platform)
     speaker = VoiceOutput(models.tts, sink, prepared=models.prepared)
     preparing = asyncio.create_task(speaker.prepare(list(PREPARED_LINES)))
-    engine = TurnEngine(cfg.device, grammar=load_grammar(cfg.device.language),
+    engine = TurnEngine(cfg.device, grammar=grammar_for(cfg.device.language, load_grammar("en")),  # none: English
                         actions=DeviceActions(platform, cfg.device.zone),
                         speaker=speaker, client=client, emit=emit,
                         barge_in_on_speech=cfg.device.barge_in_on_speech,

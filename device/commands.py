@@ -344,13 +344,17 @@ def grammar_for(language: str, default: Grammar) -> Grammar:
     """The grammar of an utterance's language (loaded on first use), else `default` (a language without one
     was named at start-up by `missing_grammar`)."""
     language = language.replace("_", "-").split("-")[0].lower()
-    if not language or language == default.language:
+    if not language or language == default.language or language in _NO_GRAMMAR:
         return default
     try:
         return load_grammar(language)
     except GrammarError as exc:
+        _NO_GRAMMAR.add(language)  # said once, not on every utterance
         log.warning("%s; understanding it with the %s grammar", exc, default.language)
         return default
+
+
+_NO_GRAMMAR: set[str] = set()
 
 
 def grammar_gaps(languages: Iterable[str]) -> list[str]:
