@@ -212,7 +212,8 @@ class TurnEngine:
         pre, self._preemptive = self._preemptive, None
         if pre is not None:
             pre.cancel()
-            self.emit("preemptive_wasted", text=pre.text, final=final, reason=reason, turn_id=pre.turn_id)
+            self.emit("preemptive_wasted", text=pre.text, final=final, reason=reason, turn_id=pre.turn_id,
+                      gateway_done=pre.ended)   # done: the gateway had already answered (and remembered) it
 
     def utterance(self, text: str, *, speech_end_s: float | None = None, endpoint_s: float | None = None,
                   transcript_s: float | None = None, audio: np.ndarray | None = None,

@@ -78,8 +78,8 @@ class PreemptiveTurn:
         return language == self.language and same_words(text, self.text)
 
     def cancel(self) -> None:
-        """Cancel on the wire now (interruptions overtake everything), then stop collecting."""
-        if not self.ended:
-            self._asker.cancel(self.turn_id)
+        """Cancel on the wire now (interruptions overtake everything), then stop collecting. Sent even when the
+        gateway has already answered: it then forgets the exchange, which must not be the next turn's history."""
+        self._asker.cancel(self.turn_id)
         if self._task is not None and not self._task.done():
             self._task.cancel()

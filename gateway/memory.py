@@ -16,7 +16,7 @@ from voxlens.timing import Clock, monotonic
 
 @dataclass
 class Conversation:
-    turns: deque = field(default_factory=deque)     # (user_text, assistant_text, private)
+    turns: deque = field(default_factory=deque)     # (user_text, assistant_text, private, turn_id)
     slots: dict[str, dict[str, str]] = field(default_factory=dict)  # last slots per intent/tool name
     last_used_s: float = 0.0
 
@@ -45,7 +45,7 @@ class ConversationMemory:
         if conv is None:
             return []
         out: list[dict[str, Any]] = []
-        for user, assistant, private in conv.turns:
+        for user, assistant, private, _turn_id in conv.turns:
             if private and not include_private:
                 continue
             out += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
@@ -56,11 +56,11 @@ class ConversationMemory:
         return dict(conv.slots.get(name, {})) if conv else {}
 
     def remember(self, conversation_id: str, user: str, assistant: str,
-                 tool: str = "", slots: dict[str, str] | None = None, private: bool = False) -> None:
+                 tool: str = "", slots: dict[str, str] | None = None, private: bool = False, turn_id: str = "") -> None:
         if not conversation_id:
             return
         conv = self._get(conversation_id) or Conversation(turns=deque(maxlen=self.max_turns))
-        conv.turns.append((user, assistant, private))
+        conv.turns.append((user, assistant, private, turn_id))
         if tool and slots is not None:
             conv.slots[tool] = dict(slots)
         conv.last_used_s = self._clock()
@@ -68,6 +68,18 @@ class ConversationMemory:
         self._items.move_to_end(conversation_id)
         while len(self._items) > self.max_conversations:
             self._items.popitem(last=False)
+
+    def forget(self, conversation_id: str, turn_id: str) -> bool:
+        """Drop one exchange: the device cancelled a turn after it had ended (a preemptive question the user's
+        final words did not confirm), so it must not be the history of the next one. Its tool slots stay."""
+        conv = self._get(conversation_id) if conversation_id and turn_id else None
+        if conv is None:
+            return False
+        kept = [t for t in conv.turns if t[3] != turn_id]
+        if len(kept) == len(conv.turns):
+            return False
+        conv.turns = deque(kept, maxlen=conv.turns.maxlen)
+        return True
 
     def __len__(self) -> int:
         return len(self._items)

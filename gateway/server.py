@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
@@ -37,6 +38,7 @@ from voxlens.timing import Clock, monotonic
 log = logging.getLogger(__name__)
 SERVICE = pb.DESCRIPTOR.services_by_name["Assistant"].full_name
 _END = object()
+_RECENT_TURNS = 64   # per stream: a late Cancel (after the turn ended) can still find its conversation
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class AssistantService(pb_grpc.AssistantServicer):
 
     async def _read(self, requests, context, device: str, stream: "_Outbound", tasks: dict[str, asyncio.Task]) -> None:
         emit = stream.emit
+        conversations: OrderedDict[str, str] = OrderedDict()   # this stream's recent turn ids -> conversation ids
         try:
             async for request in requests:
                 kind = request.WhichOneof("payload")
@@ -93,7 +96,12 @@ class AssistantService(pb_grpc.AssistantServicer):
                     task = tasks.get(request.cancel.turn_id)
                     if task is not None:
                         task.cancel()
+                    # a turn cancelled once answered (a preemptive question the final did not confirm) is forgotten
+                    self.runner.memory.forget(conversations.get(request.cancel.turn_id, ""), request.cancel.turn_id)
                 elif kind == "query":
+                    conversations[request.query.turn_id] = request.query.conversation_id
+                    while len(conversations) > _RECENT_TURNS:
+                        conversations.popitem(last=False)
                     await self._admit(request.query, device, emit, tasks, context)
             if tasks:
                 await asyncio.gather(*tasks.values(), return_exceptions=True)

@@ -199,7 +199,8 @@ class TurnRunner:
         return Place(loc.place_name or "your area", loc.latitude, loc.longitude, timezone=query.context.time_zone)
 
     async def _run_tool(self, ctx: TurnContext, name: str, args: dict[str, Any]) -> ToolResult:
-        await ctx.emit(msg.tool(ctx.turn_id, name, "started", STATUS.get(name, "Working on it")))
+        status = translate(ctx.query.language, STATUS.get(name, "Working on it"))  # said as a filler
+        await ctx.emit(msg.tool(ctx.turn_id, name, "started", status))
         try:
             with ctx.timings.measure(f"tool.{name}"):
                 result = await self.toolbox.run(name, args, location=self._location(ctx.query),
@@ -227,14 +228,16 @@ class TurnRunner:
             return await self._tool_failed(ctx, exc)
         text = await self._phrase(ctx, tier, result) if backend else result.summary
         await ctx.emit(msg.delta(ctx.turn_id, text))
-        self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots, private=ctx.private)
+        self.memory.remember(query.conversation_id, query.text or result.summary, text, tool, slots, private=ctx.private,
+                             turn_id=ctx.turn_id)
         return "stop"
 
     async def _tool_failed(self, ctx: TurnContext, exc: ToolError) -> str:
         """An unknown city or a bad expression is an answer (say it); a broken service is an Error."""
         if exc.code in ("NOT_FOUND", "INVALID_ARGUMENT"):
             await ctx.emit(msg.delta(ctx.turn_id, exc.spoken))
-            self.memory.remember(ctx.query.conversation_id, ctx.query.text, exc.spoken, private=ctx.private)
+            self.memory.remember(ctx.query.conversation_id, ctx.query.text, exc.spoken, private=ctx.private,
+                                 turn_id=ctx.turn_id)
             return "stop"
         return await self.fail(ctx, exc.code, str(exc), exc.spoken, exc.retryable)
 
@@ -329,7 +332,7 @@ class TurnRunner:
                     return await self.fail(ctx, "UNAVAILABLE", str(exc), "Sorry, I lost my train of thought.", True)
                 except ToolError as exc:
                     return await self._tool_failed(ctx, exc)
-            self.memory.remember(q.conversation_id, q.text, outcome.text, private=ctx.private)
+            self.memory.remember(q.conversation_id, q.text, outcome.text, private=ctx.private, turn_id=ctx.turn_id)
             return outcome.finish
         if refused and refused == len(order):
             return await self.fail(ctx, "RESOURCE_EXHAUSTED", f"every tier that may answer is busy: {last_error}; "

@@ -165,3 +165,22 @@ async def test_no_preemptive_turn_for_a_device_command(tmp_path, tts, stt, gw):
 async def test_words_compare_without_case_or_punctuation():
     assert same_words("What's the time?", "what's the time")
     assert not same_words("What is the capital of", "What is the capital of Italy?")
+
+
+async def test_an_answered_preemptive_turn_the_final_replaces_is_not_the_next_turns_history(tmp_path, tts, stt, gw):
+    """The gateway had answered (and remembered) the preemptive question; the late Cancel makes it forget it, so the
+    final's prompt holds no exchange the user never had. A confirmed one stays."""
+    async with Device(tmp_path, tts, stt, gw.port) as dev:
+        dev.engine.preempt("What is the weather on Mars")
+        pre = dev.engine.preemptive_turn
+        assert pre is not None
+        await until(lambda: pre.ended, 10.0)
+        await dev.final("Who painted the Mona Lisa?")
+        prompt = " ".join(str(m["content"]) for m in gw.small.requests[-1].messages)
+        assert "Mona Lisa" in prompt and "Mars" not in prompt
+        await dev.engine.speech_started()                  # the follow-up window: another question
+        dev.engine.preempt("How tall is the Eiffel tower")
+        await until(lambda: len(gw.small.requests) == 3, 10.0)
+        await dev.final("How tall is the Eiffel tower?")
+        prompt = " ".join(str(m["content"]) for m in gw.small.requests[-1].messages)
+        assert "Mona Lisa" in prompt and "Mars" not in prompt
