@@ -7,6 +7,11 @@ the waterfall. "True end" is the last voiced sample of the spoken utterance
 (known exactly, since we made the audio), not the VAD's estimate, so the
 endpointing delay is counted in full.
 
+Preemptive generation ([device] preemptive; VOXLENS_DEVICE__PREEMPTIVE=false for the run without it): per
+kind, the questions sent on a settled partial before the endpoint, how many the final adopted, how many were
+wasted (cancelled: the final differed, or it was a device command), and the head start the adopted ones had
+(from the query leaving to the final transcript: the time a turn sent at the final would have lost).
+
 `--load N` runs every utterance again with N busy workers beside the device (bench/busy.py: a pure-Python
 spin and a numpy loop in turn) and prints both runs side by side, with the audio loop's lag behind the
 microphone: figures that hold only on an idle box do not hold on glasses.
@@ -46,16 +51,17 @@ QUESTIONS = (
     "What is the chemical symbol for gold?", "How many planets are in the solar system?",
     "What is the largest animal on Earth?", "Give me a synonym for happy.",
 )
-EXPECTED_KIND = {"commands": "command", "questions": "query", "offline": "query"}
+EXPECTED_KIND = {"commands": "command", "questions": "query", "recorded": "query", "paused": "query",
+                 "offline": "query"}
 STAGES = ("endpoint", "transcript", "intent", "route", "first_token", "first_audio")
 WAKE = "Hey vox lens."
 
 
-async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: str, speak) -> dict | None:
+async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: str, utt: np.ndarray,
+               end: int) -> dict | None:
+    """The wake phrase, then `utt` (its voice ends at sample `end`), played in real time to the whole device."""
     from device.app import run_device
 
-    utt = speak(text)
-    start, end = voiced_bounds(utt)
     lead = np.zeros(int(0.4 * SAMPLE_RATE_HZ), np.int16)
     gap = np.zeros(int(0.3 * SAMPLE_RATE_HZ), np.int16)
     tail = np.zeros(int(1.2 * SAMPLE_RATE_HZ), np.int16)
@@ -74,9 +80,16 @@ async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: s
     shift_ms = (ends[0]["at_s"] - true_end_at_s) * 1000
     timings = {k: round(v + shift_ms, 1) for k, v in turns[0]["timings_ms"].items()}
     heard = next((e["text"] for e in events if e["event"] == "transcript_final"), "")
+    preemptive = {"sent": sum(e["event"] == "preemptive" for e in events),
+                  "used": sum(e["event"] == "preemptive_used" for e in events),
+                  "wasted": sum(e["event"] == "preemptive_wasted" for e in events),
+                  "wasted_done": sum(e["event"] == "preemptive_wasted" and e["gateway_done"] for e in events),
+                  "head_start_ms": [e["head_start_ms"] for e in events if e["event"] == "preemptive_used"]}
     return {"text": text, "heard": heard, "ok": "first_audio" in timings, "kind": turns[0]["kind"],
+            "turns": len(turns), "cut": ends[0]["at_s"] < true_end_at_s - 0.1,
             "route": turns[0]["route"], "outcome": turns[0]["outcome"], "timings_ms": timings,
-            "vad_minus_true_end_ms": round(shift_ms, 1), "audio_lag_max_ms": source.max_lag_ms}
+            "vad_minus_true_end_ms": round(shift_ms, 1), "audio_lag_max_ms": source.max_lag_ms,
+            "preemptive": preemptive}
 
 
 class LagProbe:
@@ -142,15 +155,43 @@ def _waterfall_png(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _spoken(texts, speak) -> list[tuple[str, np.ndarray, int]]:
+    return [(text, speak(text), voiced_bounds(speak(text))[1]) for text in texts]
+
+
+def recorded(quick: bool) -> dict[str, list[tuple[str, np.ndarray, int]]]:
+    """Real recordings (../shared/eval/speech) as questions: whole, and with a 0.4-0.7 s pause spliced between two
+    words (bench/endpoint.py's cases), where a preemptive turn sent at the pause is wasted when the user goes on."""
+    from bench.endpoint import build_cases
+
+    whole, spliced = build_cases(quick)
+    seen: set[str] = set()
+    paused = [c for c in spliced if not (c.name.split("@")[0] in seen or seen.add(c.name.split("@")[0]))]
+    refs = _references()
+    return {"recorded": [(refs[c.name], c.pcm, c.true_end) for c in whole],
+            "paused": [(refs[c.name.split("@")[0]], c.pcm, c.true_end) for c in paused]}
+
+
+def _references() -> dict[str, str]:
+    import csv
+
+    from bench.speech import EVAL_DIR
+
+    with open(EVAL_DIR / "manifest.tsv", encoding="utf-8") as fh:
+        return {r["file"]: r["reference_transcript"] for r in csv.DictReader(fh, delimiter="\t")}
+
+
 async def _run_kinds(device_cfg: Config, offline_cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, speak,
-                     n: int) -> dict:
-    """Every utterance once, in order; a summary per kind (commands, questions, offline)."""
+                     n: int, real: dict[str, list]) -> dict:
+    """Every utterance once, in order; a summary per kind (commands, questions, recorded, paused, offline)."""
     result: dict = {"load_avg_start": list(os.getloadavg())}
-    for kind, texts, run_cfg in (("commands", COMMANDS[:n], device_cfg), ("questions", QUESTIONS[:n], device_cfg),
-                                 ("offline", QUESTIONS[: max(2, n // 4)], offline_cfg)):
+    for kind, items, run_cfg in (("commands", _spoken(COMMANDS[:n], speak), device_cfg),
+                                 ("questions", _spoken(QUESTIONS[:n], speak), device_cfg),
+                                 ("recorded", real["recorded"], device_cfg), ("paused", real["paused"], device_cfg),
+                                 ("offline", _spoken(QUESTIONS[: max(2, n // 4)], speak), offline_cfg)):
         rows = []
-        for text in texts:
-            row = await _one(run_cfg, models, wav_dir, wake_pcm, text, speak)
+        for text, utt, end in items:
+            row = await _one(run_cfg, models, wav_dir, wake_pcm, text, utt, end)
             rows.append(row)
             first = row.get("timings_ms", {}).get("first_audio")
             print(f"  {kind[:-1]:8} {text:45} -> {row.get('heard', '')!r:50} "
@@ -165,10 +206,23 @@ async def _run_kinds(device_cfg: Config, offline_cfg: Config, models, wav_dir: P
             "stages_p50_ms": {s: round(float(np.percentile([r["timings_ms"][s] for r in typical if s in r["timings_ms"]], 50)), 1)
                               for s in STAGES if sum(s in r["timings_ms"] for r in typical) > len(typical) // 2},
             "audio_lag_max_ms": max((r.get("audio_lag_max_ms", 0.0) for r in rows), default=0.0),
+            "preemptive": _preemptive_summary(rows),
             "utterances": rows,
         }
     result["load_avg_end"] = list(os.getloadavg())
     return result
+
+
+def _preemptive_summary(rows: list[dict]) -> dict:
+    """Questions sent before the endpoint: adopted by the final, wasted (cancelled), and the adopted ones' head start."""
+    pre = [r["preemptive"] for r in rows if "preemptive" in r]
+    head = [ms for p in pre for ms in p["head_start_ms"]]
+    return {"sent": sum(p["sent"] for p in pre), "used": sum(p["used"] for p in pre),
+            "wasted": sum(p["wasted"] for p in pre), "head_start_ms": summary(head),
+            "wasted_after_gateway_answered": sum(p.get("wasted_done", 0) for p in pre),
+            "sent_after_true_end_ms": summary([r["timings_ms"]["preempt"] for r in rows
+                                               if "preempt" in r.get("timings_ms", {})]),
+            "cut": sum(bool(r.get("cut")) for r in rows)}
 
 
 async def _bench(args: argparse.Namespace) -> dict:
@@ -194,20 +248,22 @@ async def _bench(args: argparse.Namespace) -> dict:
 
     wake_pcm = speak(WAKE)
     n = 4 if args.quick else 20
-    result: dict = {"machine": {"cpus": os.cpu_count()}, "runs": {}}
+    real = recorded(args.quick)
+    result: dict = {"machine": {"cpus": os.cpu_count()}, "preemptive": cfg.device.preemptive, "runs": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             device_cfg = replace(cfg, device=DeviceConfig(gateway=f"127.0.0.1:{gw.port}", media_dir=f"{tmp}/media",
-                                                          follow_up_s=0.5))
+                                                          follow_up_s=0.5, preemptive=cfg.device.preemptive))
             offline_cfg = replace(device_cfg, device=replace(device_cfg.device, gateway=f"127.0.0.1:{_free_port()}"))
             print("idle:")
-            result["runs"]["idle"] = await _run_kinds(device_cfg, offline_cfg, models, Path(tmp), wake_pcm, speak, n)
+            result["runs"]["idle"] = await _run_kinds(device_cfg, offline_cfg, models, Path(tmp), wake_pcm, speak, n,
+                                                      real)
             if args.load:
                 with busy_workers(args.load) as kinds:
                     name = f"load {args.load} ({', '.join(kinds)})"
                     print(f"{name}:")
                     result["runs"][name] = await _run_kinds(device_cfg, offline_cfg, models, Path(tmp), wake_pcm,
-                                                            speak, n)
+                                                            speak, n, real)
     finally:
         await gw.stop(0.5)
     return result
@@ -219,7 +275,7 @@ def _table(result: dict) -> None:
     width = max(len(name) for name in result["runs"]) + 16
     print(f"{'':10} {'cpu':<{width}} {'n ok':>6} {'p50':>7} {'p90':>7}   " + " ".join(f"{s:>11}" for s in STAGES)
           + f" {'lag max':>8}")
-    for kind, target in (("commands", 200), ("questions", 500), ("offline", 1000)):
+    for kind, target in (("commands", 200), ("questions", 500), ("recorded", 500), ("paused", 500), ("offline", 1000)):
         for name, run_result in result["runs"].items():
             r = run_result[kind]
             v = r["voice_to_voice_ms"]
@@ -228,6 +284,15 @@ def _table(result: dict) -> None:
                   + " ".join(f"{r['stages_p50_ms'].get(s, float('nan')):>11}" for s in STAGES)
                   + f" {r['audio_lag_max_ms']:>8}")
         print(f"{'':10} (target p50 <= {target} ms)")
+    print(f"preemptive generation: {'on' if result.get('preemptive') else 'off'} "
+          "(questions sent on a settled partial; used = adopted by the final, wasted = cancelled)")
+    for kind in ("commands", "questions", "recorded", "paused"):
+        for name, run_result in result["runs"].items():
+            p = run_result[kind]["preemptive"]
+            print(f"{kind:10} {name:<{width}} sent {p['sent']:>3}  used {p['used']:>3}  wasted {p['wasted']:>3}  "
+                  f"head start p50 {p['head_start_ms']['p50']} / p90 {p['head_start_ms']['p90']} ms  "
+                  f"sent p50 {p['sent_after_true_end_ms']['p50']} ms after the true end  cut {p['cut']}  "
+                  f"wasted after the gateway answered {p['wasted_after_gateway_answered']}")
 
 
 def run(args: argparse.Namespace) -> int:
