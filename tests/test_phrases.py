@@ -139,6 +139,7 @@ async def test_a_german_turn_through_the_gateway_gets_the_german_tool_phrasing(t
     hour = datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%H")
     assert turn.text.startswith("Es ist ") and " Uhr am " in turn.text and "Tokyo" in turn.text, turn.text
     assert hour in turn.text
+    assert turn.of("tool")[0].status == "Ich schaue nach der Uhrzeit"  # the device may say it while it waits
     system = templated_gateway.small.requests[-1].messages[0]["content"]  # the model was asked to phrase it
     assert system.endswith("Always answer in German, whatever the language of the tool data.")
     weather = await one_turn(templated_gateway.port, _german(query("de-w", "Wie ist das Wetter in Paris?",
