@@ -31,7 +31,10 @@ EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
                                           "multilingual whisper (real English eval clips, espeak-ng clips for the rest)"})),
     "voice": ((("--load",), {"type": int, "default": 0, "metavar": "N",
                              "help": "run again with N busy workers (a pure-Python spin and a numpy loop in turn) "
-                                     "and print the loaded figures beside the idle ones"}),),
+                                     "and print the loaded figures beside the idle ones"}),
+              (("--ab-preemptive",), {"action": "store_true",
+                                      "help": "every utterance twice in a row, [device] preemptive off then on, "
+                                              "reported as two runs (a shared machine's drift falls on both)"})),
 }
 
 

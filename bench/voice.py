@@ -12,6 +12,8 @@ kind, the questions sent on a settled partial before the endpoint, how many the 
 wasted (cancelled: the final differed, or it was a device command), and the head start the adopted ones had
 (from the query leaving to the final transcript: the time a turn sent at the final would have lost).
 
+`--ab-preemptive` plays every utterance twice in a row, preemptive off then on, and reports them as two runs.
+
 `--load N` runs every utterance again with N busy workers beside the device (bench/busy.py: a pure-Python
 spin and a numpy loop in turn) and prints both runs side by side, with the audio loop's lag behind the
 microphone: figures that hold only on an idle box do not hold on glasses.
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import replace
@@ -132,7 +135,7 @@ def _waterfall_png(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bars = [(f"{kind} ({name.split(' (')[0]})", run_result[kind]["stages_p50_ms"])
+    bars = [(f"{kind} ({re.sub(r' [(].*?[)]', '', name)})", run_result[kind]["stages_p50_ms"])
             for kind in ("commands", "questions") for name, run_result in result["runs"].items()]
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(bars)))
     colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd"]
@@ -181,36 +184,45 @@ def _references() -> dict[str, str]:
         return {r["file"]: r["reference_transcript"] for r in csv.DictReader(fh, delimiter="\t")}
 
 
-async def _run_kinds(device_cfg: Config, offline_cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, speak,
-                     n: int, real: dict[str, list]) -> dict:
-    """Every utterance once, in order; a summary per kind (commands, questions, recorded, paused, offline)."""
-    result: dict = {"load_avg_start": list(os.getloadavg())}
-    for kind, items, run_cfg in (("commands", _spoken(COMMANDS[:n], speak), device_cfg),
-                                 ("questions", _spoken(QUESTIONS[:n], speak), device_cfg),
-                                 ("recorded", real["recorded"], device_cfg), ("paused", real["paused"], device_cfg),
-                                 ("offline", _spoken(QUESTIONS[: max(2, n // 4)], speak), offline_cfg)):
-        rows = []
+async def _run_kinds(variants: dict[str, tuple[Config, Config]], models, wav_dir: Path, wake_pcm: np.ndarray,
+                     speak, n: int, real: dict[str, list]) -> dict[str, dict]:
+    """Every utterance once per variant (name -> (device config, offline config)), the variants one after the
+    other for each utterance so that a shared machine's drift falls on both; a summary per variant and kind."""
+    results: dict[str, dict] = {name: {"load_avg_start": list(os.getloadavg())} for name in variants}
+    for kind, items, offline in (("commands", _spoken(COMMANDS[:n], speak), False),
+                                 ("questions", _spoken(QUESTIONS[:n], speak), False),
+                                 ("recorded", real["recorded"], False), ("paused", real["paused"], False),
+                                 ("offline", _spoken(QUESTIONS[: max(2, n // 4)], speak), True)):
+        rows: dict[str, list[dict]] = {name: [] for name in variants}
         for text, utt, end in items:
-            row = await _one(run_cfg, models, wav_dir, wake_pcm, text, utt, end)
-            rows.append(row)
-            first = row.get("timings_ms", {}).get("first_audio")
-            print(f"  {kind[:-1]:8} {text:45} -> {row.get('heard', '')!r:50} "
-                  f"{f'{first:6.0f} ms' if first is not None else 'no audio'}", flush=True)
-        ok = [r for r in rows if r["ok"]]
-        # The waterfall only uses turns understood as intended (a misheard command that went to the
-        # gateway would mix a model's stages into the commands' bar); voice-to-voice counts them all.
-        typical = [r for r in ok if r["kind"] == EXPECTED_KIND[kind]] or ok
-        result[kind] = {
-            "n": len(rows), "ok": len(ok), "understood_as_intended": len(typical),
-            "voice_to_voice_ms": summary([r["timings_ms"]["first_audio"] for r in ok]),
-            "stages_p50_ms": {s: round(float(np.percentile([r["timings_ms"][s] for r in typical if s in r["timings_ms"]], 50)), 1)
-                              for s in STAGES if sum(s in r["timings_ms"] for r in typical) > len(typical) // 2},
-            "audio_lag_max_ms": max((r.get("audio_lag_max_ms", 0.0) for r in rows), default=0.0),
-            "preemptive": _preemptive_summary(rows),
-            "utterances": rows,
-        }
-    result["load_avg_end"] = list(os.getloadavg())
-    return result
+            for name, (device_cfg, offline_cfg) in variants.items():
+                row = await _one(offline_cfg if offline else device_cfg, models, wav_dir, wake_pcm, text, utt, end)
+                rows[name].append(row)
+                first = row.get("timings_ms", {}).get("first_audio")
+                print(f"  {kind[:-1]:8} {text:45} -> {row.get('heard', '')!r:50} "
+                      f"{f'{first:6.0f} ms' if first is not None else 'no audio'}  {name}", flush=True)
+        for name in variants:
+            results[name][kind] = _kind_summary(kind, rows[name])
+    for result in results.values():
+        result["load_avg_end"] = list(os.getloadavg())
+    return results
+
+
+def _kind_summary(kind: str, rows: list[dict]) -> dict:
+    """One kind's rows -> voice-to-voice, the stages' p50 and the preemptive counts."""
+    ok = [r for r in rows if r["ok"]]
+    # The waterfall only uses turns understood as intended (a misheard command that went to the
+    # gateway would mix a model's stages into the commands' bar); voice-to-voice counts them all.
+    typical = [r for r in ok if r["kind"] == EXPECTED_KIND[kind]] or ok
+    return {
+        "n": len(rows), "ok": len(ok), "understood_as_intended": len(typical),
+        "voice_to_voice_ms": summary([r["timings_ms"]["first_audio"] for r in ok]),
+        "stages_p50_ms": {s: round(float(np.percentile([r["timings_ms"][s] for r in typical if s in r["timings_ms"]], 50)), 1)
+                          for s in STAGES if sum(s in r["timings_ms"] for r in typical) > len(typical) // 2},
+        "audio_lag_max_ms": max((r.get("audio_lag_max_ms", 0.0) for r in rows), default=0.0),
+        "preemptive": _preemptive_summary(rows),
+        "utterances": rows,
+    }
 
 
 def _preemptive_summary(rows: list[dict]) -> dict:
@@ -255,15 +267,21 @@ async def _bench(args: argparse.Namespace) -> dict:
             device_cfg = replace(cfg, device=DeviceConfig(gateway=f"127.0.0.1:{gw.port}", media_dir=f"{tmp}/media",
                                                           follow_up_s=0.5, preemptive=cfg.device.preemptive))
             offline_cfg = replace(device_cfg, device=replace(device_cfg.device, gateway=f"127.0.0.1:{_free_port()}"))
+            variants = {"": (device_cfg, offline_cfg)}
+            if getattr(args, "ab_preemptive", False):
+                variants = {f", preemptive {'on' if on else 'off'}": tuple(
+                    replace(c, device=replace(c.device, preemptive=on)) for c in (device_cfg, offline_cfg))
+                    for on in (False, True)}
             print("idle:")
-            result["runs"]["idle"] = await _run_kinds(device_cfg, offline_cfg, models, Path(tmp), wake_pcm, speak, n,
-                                                      real)
+            for suffix, run in (await _run_kinds(variants, models, Path(tmp), wake_pcm, speak, n, real)).items():
+                result["runs"][f"idle{suffix}"] = run
             if args.load:
                 with busy_workers(args.load) as kinds:
                     name = f"load {args.load} ({', '.join(kinds)})"
                     print(f"{name}:")
-                    result["runs"][name] = await _run_kinds(device_cfg, offline_cfg, models, Path(tmp), wake_pcm,
-                                                            speak, n, real)
+                    for suffix, run in (await _run_kinds(variants, models, Path(tmp), wake_pcm, speak, n,
+                                                         real)).items():
+                        result["runs"][f"{name}{suffix}"] = run
     finally:
         await gw.stop(0.5)
     return result
@@ -284,8 +302,8 @@ def _table(result: dict) -> None:
                   + " ".join(f"{r['stages_p50_ms'].get(s, float('nan')):>11}" for s in STAGES)
                   + f" {r['audio_lag_max_ms']:>8}")
         print(f"{'':10} (target p50 <= {target} ms)")
-    print(f"preemptive generation: {'on' if result.get('preemptive') else 'off'} "
-          "(questions sent on a settled partial; used = adopted by the final, wasted = cancelled)")
+    print(f"preemptive generation ([device] preemptive = {str(result.get('preemptive')).lower()} unless a run says): "
+          "questions sent on a settled partial; used = adopted by the final, wasted = cancelled")
     for kind in ("commands", "questions", "recorded", "paused"):
         for name, run_result in result["runs"].items():
             p = run_result[kind]["preemptive"]
