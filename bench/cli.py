@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "wyoming": ("bench.wyoming:run", "VoxLens's Wyoming STT/TTS beside wyoming-faster-whisper and wyoming-piper (same models), measured by wyoming-bench"),
     "first-token": ("bench.first_token:run", "small tier: time to first token and prompt tokens decoded per turn over a scripted conversation, idle and busy CPU"),
     "grammar": ("bench.grammar:run", "command grammar per language (Home Assistant's templates + ours): load and match time, idle and busy CPU"),
+    "answer-language": ("bench.answer_languages:run", "does the small model answer in the question's language? the eight languages' questions as text and, with --spoken, spoken by espeak-ng and heard by whisper-base"),
     "gateway": ("bench.gateway:run", "time to first token per tier; gateway overhead at 1/100/1000 streams; 50 devices on one small model, idle and busy CPU"),
 }
 
@@ -29,6 +30,8 @@ EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
                (("--language",), {"metavar": "en,de,...", "default": "",
                                   "help": "instead: WER and language identification per language with the "
                                           "multilingual whisper (real English eval clips, espeak-ng clips for the rest)"})),
+    "answer-language": ((("--language",), {"metavar": "en,de,...", "default": "", "help": "languages (default: the eight)"}),
+                        (("--spoken",), {"action": "store_true", "help": "also ask each question spoken (espeak-ng -> whisper-base)"})),
     "voice": ((("--load",), {"type": int, "default": 0, "metavar": "N",
                              "help": "run again with N busy workers (a pure-Python spin and a numpy loop in turn) "
                                      "and print the loaded figures beside the idle ones"}),
