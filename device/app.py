@@ -52,9 +52,12 @@ def load_models(cfg: Config) -> DeviceModels:
     """Every model, once. The Whisper follows [stt] languages, one voice per language; a language without its
     model or voice is a start-up warning naming the fix, and the others keep working."""
     stt = SpeechToText(model_for(cfg.models.stt, cfg.stt), cfg.stt)
-    if missing := stt.missing_languages():
+    if (missing := stt.missing_languages()) and not stt.multilingual:
         log.warning("[stt] languages has %s, but %s hears English only; fix: [models] stt = \"whisper-base\" "
                     "(voxlens models prepare whisper-base)", ", ".join(missing), stt.name)
+    elif missing:
+        log.warning("[stt] languages has %s, which Whisper does not know; fix: use its language codes "
+                    "(de, fr, es, it, pt, hi, th...); the others are heard", ", ".join(missing))
     for gap in grammar_gaps({*cfg.stt.languages, cfg.stt.language, cfg.device.language}):
         log.warning("%s", gap)   # that language's commands go to the gateway as questions; the others work
     wake = WakeWordDetector(list(cfg.wakeword.heads), cfg.wakeword.threshold, cfg.wakeword.patience_frames,

@@ -163,21 +163,27 @@ class SpeechToText:
 
     @property
     def languages(self) -> tuple[str, ...]:
-        """The languages this model hears with this config: English only for an .en model."""
+        """The languages this model hears with this config: English only for an .en model; a code Whisper
+        does not know is left out (missing_languages names it), so the others keep working."""
         if not self.multilingual:
             return ("en",)
-        return (self.cfg.language,) if self.cfg.language else tuple(self.cfg.languages)
+        known = set(self.model.supported_languages)
+        if self.cfg.language in known:
+            return (self.cfg.language,)
+        return tuple(lang for lang in self.cfg.languages if lang in known)
 
     def missing_languages(self) -> list[str]:
-        """Enabled languages this model cannot hear (an English-only model with [stt] languages = ["de"])."""
+        """Enabled languages this model cannot hear: all but English for an English-only model
+        ([stt] languages = ["de"] with tiny.en), codes Whisper does not know ("ge", "german") for any."""
         wanted = list(self.cfg.languages) + ([self.cfg.language] if self.cfg.language else [])
-        return [] if self.multilingual else sorted(set(wanted) - {"en"})
+        known = set(self.model.supported_languages) if self.multilingual else {"en"}
+        return sorted(set(wanted) - known)
 
     def _language_of(self, encoder_output) -> tuple[str, float]:
         """The utterance's language and its probability: fixed, or identified among the enabled languages."""
         if not self.multilingual:
             return "en", 1.0
-        if self.cfg.language:
+        if self.cfg.language and self.languages == (self.cfg.language,):
             return self.cfg.language, 1.0
         ranked = [(token[2:-2], prob) for token, prob in self.model.model.detect_language(encoder_output)[0]]
         language, prob = pick_language(ranked, self.languages)

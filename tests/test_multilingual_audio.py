@@ -261,3 +261,12 @@ def test_start_up_names_what_a_configured_language_lacks_and_the_rest_loads(capl
     assert "hears English only" in caplog.text and "whisper-base" in caplog.text
     assert "no voice for 'xx'" in caplog.text and "[tts] voices" in caplog.text
     assert models.stt.languages == ("en",) and set(models.tts.by_language) == {"en", "de"}
+
+
+def test_an_unknown_language_code_is_named_and_the_others_are_heard(stt_multilingual, espeak_16k):
+    odd = stt_multilingual.with_config(SttConfig(languages=("en", "german", "es")))
+    assert odd.missing_languages() == ["german"] and odd.languages == ("en", "es")
+    assert odd.transcribe(espeak_16k("es", ES)).language == "es"
+    fixed_odd = stt_multilingual.with_config(SttConfig(language="xx", languages=("en", "de")))
+    assert fixed_odd.missing_languages() == ["xx"]
+    assert fixed_odd.transcribe(espeak_16k("de", DE)).language == "de"   # identified instead of crashing
