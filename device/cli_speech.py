@@ -73,9 +73,12 @@ def run_transcribe(args: argparse.Namespace) -> int:
         stt = SpeechToText(args.model or model_for(cfg.models.stt, stt_cfg), stt_cfg)
     except ModelError as exc:
         return _fail(str(exc))
-    if missing := stt.missing_languages():
+    if (missing := stt.missing_languages()) and not stt.multilingual:
         return _fail(f"transcribe: {stt.name} hears English only, not {', '.join(missing)}; fix: --model whisper-base "
                      "(voxlens models prepare whisper-base)")
+    if missing:
+        return _fail(f"transcribe: Whisper does not know the language {', '.join(missing)}; fix: one of its codes, "
+                     "e.g. --language de (or auto)")
     failed = 0
     for path in args.files:
         timings = Timings()

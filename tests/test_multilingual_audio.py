@@ -199,6 +199,8 @@ def test_cli_say_and_transcribe_take_a_language(tmp_path, capsys):
     assert main(["transcribe", "--language", "de", "--model", "whisper-tiny.en", str(out)]) == 1
     err = capsys.readouterr().err
     assert "English only" in err and "fix: --model whisper-base" in err
+    assert main(["transcribe", "--language", "xx", str(out)]) == 1
+    assert "does not know the language xx" in capsys.readouterr().err
     assert main(["say", "--language", "xx", "hello", "-o", str(tmp_path / "xx.wav")]) == 1
     assert "no voice for 'xx'" in capsys.readouterr().err
 
