@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,10 @@ async def slow(open_meteo):
     await gateway.stop()
 
 
+def _ten_twenty_five(tz):  # an injected clock: the spoken time must not depend on when the suite runs
+    return datetime(2026, 12, 4, 10, 25, tzinfo=tz)
+
+
 class Rig:
     def __init__(self, tmp_path: Path, tts, stt, port: int | None, **cfg_kw) -> None:
         self.cfg = DeviceConfig(gateway=f"127.0.0.1:{port or free_port()}", media_dir=str(tmp_path / "media"),
@@ -112,7 +117,8 @@ class Rig:
         self.platform = LocalPlatform(self.cfg.media_dir, on_timer=lambda t: self.engine.timer_fired(t))
         self.client = AssistantClient(self.cfg, status=self.platform, backoff=Backoff(initial_s=0.05, max_s=0.2))
         self.engine = TurnEngine(self.cfg, grammar=commands.load_grammar(), speaker=self.speaker,
-                                 actions=DeviceActions(self.platform, self.cfg.zone), client=self.client,
+                                 actions=DeviceActions(self.platform, self.cfg.zone, now=_ten_twenty_five),
+                                 client=self.client,
                                  emit=self.events.append)
 
     async def __aenter__(self) -> "Rig":
