@@ -4,7 +4,8 @@ Why one shape: every stage (wake word, VAD, STT) sees frames the same way whethe
 they come from a microphone or a WAV file, so everything runs headless in tests.
 A file can be paced in real time, so the pipeline sees it exactly as it would see
 a microphone. Sinks share one shape too; `stop()` is barge-in: it drops whatever
-is queued and returns at once.
+is queued and returns at once; `play(..., cancel=token)` also stops when the turn's
+token (voxlens/cancel.py) trips.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import numpy as np
+
+from voxlens.cancel import CancelGroup, CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +206,7 @@ class MemorySink:
         self.realtime = realtime
         self.rate_hz: int | None = None
         self.chunks: list[np.ndarray] = []
-        self._generation = 0
+        self._playing = CancelGroup()
 
     @property
     def samples_written(self) -> int:
@@ -223,25 +226,28 @@ class MemorySink:
             pcm = resample(pcm, rate_hz, self.rate_hz)
         return pcm.astype(np.int16, copy=False)
 
-    async def play(self, pcm: np.ndarray, rate_hz: int) -> None:
+    async def play(self, pcm: np.ndarray, rate_hz: int, cancel: CancelToken | None = None) -> None:
+        """Play `pcm`; stops within a 20 ms slice when stop() is called or `cancel` (the turn's token) trips."""
         pcm = self._accept(pcm, rate_hz)
-        generation = self._generation
-        if not self.realtime:
-            self.chunks.append(pcm)
-            return
-        step = max(1, self.rate_hz // 50)  # 20 ms slices: stop() cuts within 20 ms
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i in range(0, len(pcm), step):
-            if generation != self._generation:
-                return  # stopped: drop the rest
-            self.chunks.append(pcm[i : i + step])
-            delay = start + (i + step) / self.rate_hz - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        with self._playing.scope(cancel) as token:
+            if token.cancelled:
+                return
+            if not self.realtime:
+                self.chunks.append(pcm)
+                return
+            step = max(1, self.rate_hz // 50)  # 20 ms slices: stop() cuts within 20 ms
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i in range(0, len(pcm), step):
+                if token.cancelled:
+                    return  # stopped: drop the rest
+                self.chunks.append(pcm[i : i + step])
+                delay = start + (i + step) / self.rate_hz - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
 
     def stop(self) -> None:
-        self._generation += 1
+        self._playing.cancel_all()
 
     def close(self) -> None:
         self.stop()
@@ -270,9 +276,9 @@ class SpeakerSink:
         self.samples_written = 0
         self._stream = None
         self._rate_hz: int | None = None
-        self._generation = 0
+        self._playing = CancelGroup()
 
-    async def play(self, pcm: np.ndarray, rate_hz: int) -> None:
+    async def play(self, pcm: np.ndarray, rate_hz: int, cancel: CancelToken | None = None) -> None:
         sd = _sounddevice()
         if np.issubdtype(np.asarray(pcm).dtype, np.floating):
             pcm = float_to_int16(pcm)
@@ -286,23 +292,23 @@ class SpeakerSink:
                                        "or write a file with -o F.wav") from None
             self._stream.start()
             self._rate_hz = rate_hz
-        generation = self._generation
         step = rate_hz // 25  # 40 ms writes: barge-in cuts within one write
-        for i in range(0, len(pcm), step):
-            if generation != self._generation:
-                return
-            block = np.ascontiguousarray(pcm[i : i + step], dtype=np.int16)
-            await asyncio.to_thread(self._stream.write, block)
-            self.samples_written += len(block)
+        with self._playing.scope(cancel) as token:
+            for i in range(0, len(pcm), step):
+                if token.cancelled:
+                    return
+                block = np.ascontiguousarray(pcm[i : i + step], dtype=np.int16)
+                await asyncio.to_thread(self._stream.write, block)
+                self.samples_written += len(block)
 
     def stop(self) -> None:
-        self._generation += 1
+        self._playing.cancel_all()
         if self._stream is not None:
             self._stream.abort()   # drop what PortAudio holds
             self._stream.start()
 
     def close(self) -> None:
-        self._generation += 1
+        self._playing.cancel_all()
         if self._stream is not None:
             self._stream.abort()
             self._stream.close()

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Callable, Protocol
 
 import grpc
 import numpy as np
@@ -23,6 +23,7 @@ from device.client_events import (ClientConfigError, ClientError, GatewayError, 
 from device.commands import Understanding
 from protos import assistant_pb2 as pb
 from protos import assistant_pb2_grpc as pb_grpc
+from voxlens.cancel import CancelToken
 from voxlens.config import DeviceConfig
 from voxlens.retry import Backoff
 from voxlens.timing import Clock, monotonic
@@ -293,13 +294,15 @@ class AssistantClient:
         return query
 
     async def ask(self, query: Understanding | str, *, turn_id: str | None = None, timeout_s: float | None = None,
-                  audio: np.ndarray | None = None, language: str = "") -> AsyncIterator[GatewayEvent]:
+                  audio: np.ndarray | None = None, language: str = "",
+                  cancel: CancelToken | None = None) -> AsyncIterator[GatewayEvent]:
         """Send one Query and yield its events until TurnEnd (the engine's Asker; the gateway takes the words,
         so the utterance's `audio` is not sent).
 
         Raises GatewayUnavailable (fast) when the gateway cannot be reached, TurnTimeout past the
         per-turn deadline (after sending Cancel), GatewayError for a typed Error. Leaving the loop
-        early (barge-in) sends Cancel for the turn.
+        early sends Cancel for the turn; so does tripping `cancel` (the turn's token: barge-in), at the
+        trip, and the events end there.
         """
         understanding = Understanding(text=query) if isinstance(query, str) else query
         turn_id = turn_id or self.new_turn_id()
@@ -308,8 +311,11 @@ class AssistantClient:
         queue: asyncio.Queue[pb.GatewayMessage | ClientError] = asyncio.Queue()
         self._turns[turn_id] = queue
         ended = False
+        unregister: Callable[[], None] = lambda: None
         try:
             self._send(pb.DeviceMessage(query=self.build_query(understanding, turn_id, language)))
+            if cancel is not None:
+                unregister = cancel.on_cancel(lambda: self.cancel(turn_id))   # at the trip, not at unwinding
             heard_before = self._heard
             loop = asyncio.get_running_loop()
             deadline_s = loop.time() + timeout_s
@@ -318,13 +324,15 @@ class AssistantClient:
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation (barge-in)
                     # that lands just as an item arrives, and the cancelled turn would run on.
                     async with asyncio.timeout(max(0.0, deadline_s - loop.time())):
-                        item = await queue.get()
+                        item = await (queue.get() if cancel is None else cancel.guard(queue.get()))
                 except TimeoutError:
                     if self._heard == heard_before:
                         ended = True
                         raise self._drop_silent_link(timeout_s) from None
                     raise TurnTimeout(f"turn {turn_id} had no TurnEnd within {timeout_s} s; sent Cancel "
                                       "(raise [device] turn_timeout_s if the models are slow)") from None
+                if item is None:   # the turn's token tripped: Cancel has gone
+                    return
                 if isinstance(item, ClientError):
                     ended = True  # the stream is gone: nothing to cancel
                     raise item
@@ -338,6 +346,7 @@ class AssistantClient:
                     ended = True
                     return
         finally:
+            unregister()
             self._turns.pop(turn_id, None)
             if not ended:
                 self.cancel(turn_id)

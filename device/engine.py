@@ -2,8 +2,9 @@
 
 Why: the wake word, endpointing, STT, the grammar, the gateway and TTS each work
 alone; this decides what happens between them: what a transcript means, when to
-speak, when to stop (barge-in overtakes everything: playback stops and the turn
-is cancelled at once), and when the user may go on without the wake word.
+speak, when to stop (barge-in overtakes everything: it trips the turn's one cancel
+token, voxlens/cancel.py, so synthesis, playback and the gateway turn stop at once, and
+returns without waiting for the turn to unwind), and when the user may go on without the wake word.
 
 The audio loop (frames -> wake word / VAD / STT) drives it through six calls:
 `wake()`, `speech_started()`, `partial(text) -> end_now`, `preempt(text)` (a settled partial: the
@@ -27,6 +28,7 @@ from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AskEvent, Aud
                                   GatewayUnavailable, RouteEvent, TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
 from device.commands import Grammar, Understanding, grammar_for
 from device.preemptive import PreemptiveTurn
+from voxlens.cancel import CancelToken
 from voxlens.config import DeviceConfig
 from voxlens.phrases import translate
 from voxlens.timing import Clock, Timings, monotonic
@@ -45,15 +47,16 @@ class State(str, enum.Enum):
 
 
 class Speaker(Protocol):
-    """Earcons and speech out. speak() returns when everything was played or stop() was called.
-    `language` (set by the engine per turn) picks the voice that speaks."""
+    """Earcons and speech out. speak() returns when everything was played, stop() was called or its `cancel`
+    token (the turn's) tripped. `language` (set by the engine per turn) picks the voice that speaks."""
 
     language: str
 
-    async def earcon(self, name: str) -> None: ...
-    async def speak(self, text: str | AsyncIterable[str], on_first_audio: Callable[[], None] | None = None) -> None: ...
+    async def earcon(self, name: str, cancel: CancelToken | None = None) -> None: ...
+    async def speak(self, text: str | AsyncIterable[str], on_first_audio: Callable[[], None] | None = None,
+                    cancel: CancelToken | None = None) -> None: ...
     async def play(self, audio: AsyncIterable[tuple[np.ndarray, int]],
-                   on_first_audio: Callable[[], None] | None = None) -> None: ...
+                   on_first_audio: Callable[[], None] | None = None, cancel: CancelToken | None = None) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -61,11 +64,12 @@ class Asker(Protocol):
     """Whoever answers what the device cannot: the gateway's gRPC client, or a Wyoming pipeline (satellite).
 
     ask() yields typed events until the turn ends and raises ClientError (with a spoken line) when it
-    cannot; `audio` is the utterance (16 kHz int16) for askers that take speech rather than words."""
+    cannot; `audio` is the utterance (16 kHz int16) for askers that take speech rather than words. When
+    `cancel` trips, the asker sends its Cancel at once and the events end."""
 
     def new_turn_id(self) -> str: ...
-    def ask(self, query: Understanding, *, turn_id: str | None = None,
-            audio: np.ndarray | None = None, language: str = "") -> AsyncIterator[AskEvent]: ...
+    def ask(self, query: Understanding, *, turn_id: str | None = None, audio: np.ndarray | None = None,
+            language: str = "", cancel: CancelToken | None = None) -> AsyncIterator[AskEvent]: ...
     def cancel(self, turn_id: str) -> bool: ...
 
 
@@ -81,6 +85,7 @@ class TurnRecord:
     outcome: str = "ok"            # ok | cancelled | offline | error | timeout
     timings: Timings = field(default_factory=Timings)
     language: str = ""             # the utterance's language (heard); "": the device's [device] language
+    cancel: CancelToken = field(default_factory=CancelToken, repr=False, compare=False)   # barge-in trips it once
 
     def summary(self) -> str:
         ms = self.timings.as_ms()
@@ -104,6 +109,8 @@ class TurnEngine:
         self.turns: list[TurnRecord] = []
         self._turn_task: asyncio.Task | None = None
         self._turn_id = ""
+        self._turn_cancel: CancelToken | None = None    # the running turn's token (TurnRecord.cancel)
+        self._unwinding: set[asyncio.Task] = set()      # turns barged in on, still unwinding on their own
         self._window_task: asyncio.Task | None = None  # listening / follow-up timeout
         self._last_answer = ""
         self._earcon_task: asyncio.Task | None = None
@@ -238,6 +245,7 @@ class TurnEngine:
             self._drop_preemptive(text, "final differs")
         pre, self._preemptive = self._preemptive, None
         self._set(State.THINKING, "utterance")
+        self._turn_cancel = record.cancel
         self._turn_task = asyncio.get_running_loop().create_task(self._run_turn(record, origin_s, audio, pre))
         return self._turn_task
 
@@ -255,22 +263,28 @@ class TurnEngine:
             self._alerts.discard(task)
 
     async def barge_in(self, reason: str) -> None:
-        """Stop playback now, cancel the gateway turn, drop the turn task."""
-        self.speaker.stop()
-        self._drop_preemptive(None, "barge-in")
+        """Trip the turn's cancel token once (its synthesis, playback and gateway turn stop: Cancel goes on the
+        wire) and cancel the turn task. Returns at once: the audio loop goes on while the turn unwinds."""
         turn_id, self._turn_id = self._turn_id, ""
-        if turn_id and self.client is not None:
-            self.client.cancel(turn_id)
+        cancel, self._turn_cancel = self._turn_cancel, None
+        if cancel is not None:
+            cancel.cancel()
+        if self._alerts:
+            self.speaker.stop()   # a timer notice queued behind the answer goes too
+        self._drop_preemptive(None, "barge-in")
         task, self._turn_task = self._turn_task, None
         if task is not None and not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self._unwinding.add(task)
+            task.add_done_callback(self._unwinding.discard)
         self.emit("barge_in", reason=reason, turn_id=turn_id)
 
     async def settle(self) -> None:
-        """Wait until no turn is running and no timer notice is playing (the end of an input file, shutdown)."""
-        while (self._turn_task is not None and not self._turn_task.done()) or self._alerts:
-            await asyncio.gather(*[t for t in (self._turn_task, *self._alerts) if t is not None], return_exceptions=True)
+        """Wait until no turn is running or unwinding and no timer notice is playing (the end of an input file,
+        shutdown)."""
+        while (self._turn_task is not None and not self._turn_task.done()) or self._alerts or self._unwinding:
+            await asyncio.gather(*[t for t in (self._turn_task, *self._alerts, *self._unwinding) if t is not None],
+                                 return_exceptions=True)
 
     async def close(self) -> None:
         self._cancel_window()
@@ -278,6 +292,8 @@ class TurnEngine:
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
             await asyncio.gather(self._turn_task, return_exceptions=True)
+        if self._unwinding:
+            await asyncio.gather(*self._unwinding, return_exceptions=True)
 
     # ------------------------------------------------------------ a turn
     async def _run_turn(self, record: TurnRecord, origin_s: float, audio: np.ndarray | None = None,
@@ -309,6 +325,8 @@ class TurnEngine:
             record.outcome = "cancelled"
             raise
         finally:
+            if self._turn_cancel is record.cancel:   # over: a later barge-in has nothing of this turn to stop
+                self._turn_cancel = None
             self.emit("turn", text=record.text, language=record.language, kind=record.kind, name=record.name,
                       route=record.route,
                       answer=record.answer, outcome=record.outcome, timings_ms=record.timings.as_ms(),
@@ -336,9 +354,9 @@ class TurnEngine:
         mark = self._first_audio(record, origin_s)
         if result.earcon:
             mark()
-            await self.speaker.earcon(result.earcon)
+            await self.speaker.earcon(result.earcon, cancel=record.cancel)
         if speech:
-            await self.speaker.speak(speech, on_first_audio=mark)
+            await self.speaker.speak(speech, on_first_audio=mark, cancel=record.cancel)
             if result.control != "repeat":
                 self._last_answer = speech
         if not result.ok:
@@ -351,15 +369,18 @@ class TurnEngine:
             record.outcome = "offline"
             await self._say_error(OFFLINE_SPOKEN, record, origin_s)
             return False
+        cancel = record.cancel
         if pre is not None:   # the final has the preemptive turn's words: its answer, buffered so far, is this turn's
             self._turn_id = turn_id = pre.turn_id
+            cancel.on_cancel(pre.cancel)   # Cancel on the wire when the turn's token trips
             events = pre.events()
             record.timings.add("preempt", origin_s, pre.started_s)
             self.emit("preemptive_used", text=pre.text, turn_id=turn_id,
                       head_start_ms=round((self.clock() - pre.started_s) * 1000, 1))
         else:
             self._turn_id = turn_id = self.client.new_turn_id()
-            events = self.client.ask(understanding, turn_id=turn_id, audio=audio, language=record.language)
+            events = self.client.ask(understanding, turn_id=turn_id, audio=audio, language=record.language,
+                                     cancel=cancel)
         deltas: asyncio.Queue[str | None] = asyncio.Queue()
         sound: asyncio.Queue[tuple[np.ndarray, int] | None] = asyncio.Queue()  # answer audio from the asker
         speaking: asyncio.Task | None = None
@@ -380,7 +401,7 @@ class TurnEngine:
         async def speak_after_filler() -> None:
             if filler is not None:
                 await filler
-            await self.speaker.speak(stream(), on_first_audio=mark)
+            await self.speaker.speak(stream(), on_first_audio=mark, cancel=cancel)
 
         try:
             async for event in events:
@@ -393,7 +414,8 @@ class TurnEngine:
                     self.emit("tool", turn_id=turn_id, tool=event.tool, phase=event.phase, status=event.status)
                     if event.phase == "started" and event.status and not parts and filler is None:
                         self._set(State.SPEAKING, "filler")
-                        filler = asyncio.create_task(self.speaker.speak(event.status + "…", on_first_audio=mark))
+                        filler = asyncio.create_task(self.speaker.speak(event.status + "…", on_first_audio=mark,
+                                                                        cancel=cancel))
                 elif isinstance(event, TextEvent):
                     if not parts:
                         record.timings.add("first_token", origin_s, event.at_s)
@@ -405,7 +427,7 @@ class TurnEngine:
                     if playing is None:
                         record.timings.add("first_token", origin_s, event.at_s)  # the answer's first output
                         self._set(State.SPEAKING, "answer audio")
-                        playing = asyncio.create_task(self.speaker.play(sounds(), on_first_audio=mark))
+                        playing = asyncio.create_task(self.speaker.play(sounds(), on_first_audio=mark, cancel=cancel))
                     sound.put_nowait((event.pcm, event.rate_hz))
                 elif isinstance(event, AnswerTextEvent):
                     spoken_text = event.text
@@ -433,7 +455,8 @@ class TurnEngine:
         finally:
             deltas.put_nowait(None)
             sound.put_nowait(None)
-            self._turn_id = ""
+            if self._turn_id == turn_id:   # a barged-in turn unwinds after the next may have begun
+                self._turn_id = ""
         for task in (filler, speaking, playing):
             if task is not None:
                 await task
@@ -447,5 +470,5 @@ class TurnEngine:
         self._set(State.SPEAKING, "error")
         mark = self._first_audio(record, origin_s)
         mark()
-        await self.speaker.earcon("error")
-        await self.speaker.speak(spoken, on_first_audio=mark)
+        await self.speaker.earcon("error", cancel=record.cancel)
+        await self.speaker.speak(spoken, on_first_audio=mark, cancel=record.cancel)

@@ -30,6 +30,7 @@ from typing import AsyncIterable, AsyncIterator
 
 import numpy as np
 
+from voxlens.cancel import CancelGroup, CancelToken
 from voxlens.config import TtsConfig
 from voxlens.onnx import session as onnx_session
 from voxlens.timing import Timings, monotonic
@@ -254,7 +255,8 @@ class _EspeakSynthesis:
 
 
 class TextToSpeech:
-    """A loaded voice for one language; `stream()` turns text deltas into audio chunks, `cancel()` stops it.
+    """A loaded voice for one language; `stream()` turns text deltas into audio chunks until its `cancel`
+    token (the turn's) trips; `cancel()` stops every stream.
 
     voice: a catalog name or a path to a Piper .onnx, or "espeak:<language>" for espeak-ng's voice
     (the fallback where no Piper voice for a language is on this machine)."""
@@ -263,7 +265,7 @@ class TextToSpeech:
         self.cfg = cfg or TtsConfig()
         self.language = language
         self.voice_name = voice
-        self._generation = 0
+        self._streams = CancelGroup()   # the streams in progress: cancel() trips each one's token
         self._lock = threading.Lock()   # shared by with_config() clones: they share the voice
         self.last_timings = Timings()
         self.syntheses = 0              # calls to the synthesiser (tests count them: a prepared line costs none)
@@ -312,15 +314,23 @@ class TextToSpeech:
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"text of {len(text)} characters is too long to speak (limit {MAX_TEXT_CHARS}); shorten it")
 
-    def synthesize_sentences(self, text: str) -> list[np.ndarray]:
+    def synthesize_sentences(self, text: str, cancel: CancelToken | None = None) -> list[np.ndarray]:
         """One int16 array per sentence, as Piper cuts them. Thread-safe: one synthesis at a time per voice,
-        because Piper's phonemizer (espeak-ng) keeps global state (several Wyoming clients share one voice)."""
+        because Piper's phonemizer (espeak-ng) keeps global state (several Wyoming clients share one voice).
+        A tripped `cancel` (read from this worker thread) stops before the next sentence: nothing more is made."""
         self._check(text)
         with self._lock:
+            if cancel is not None and cancel.cancelled:
+                return []
             self.syntheses += 1
             if self.is_espeak:   # espeak-ng pauses at punctuation itself; the chunker already cut sentences
                 return [self.voice.synthesize(text)]
-            return [chunk.audio_int16_array for chunk in self.voice.synthesize(text, self._syn_config)]
+            out: list[np.ndarray] = []
+            for chunk in self.voice.synthesize(text, self._syn_config):
+                if cancel is not None and cancel.cancelled:
+                    break
+                out.append(chunk.audio_int16_array)
+            return out
 
     def synthesize(self, text: str) -> np.ndarray:
         pieces = self.synthesize_sentences(text)
@@ -328,15 +338,20 @@ class TextToSpeech:
 
     def cancel(self) -> None:
         """Stop every stream in progress: no further chunk is yielded after this returns."""
-        self._generation += 1
+        self._streams.cancel_all()
 
-    async def stream(self, deltas: AsyncIterable[str]) -> AsyncIterator[np.ndarray]:
-        async for chunk in self.stream_chunks(deltas):
+    async def stream(self, deltas: AsyncIterable[str], cancel: CancelToken | None = None) -> AsyncIterator[np.ndarray]:
+        async for chunk in self.stream_chunks(deltas, cancel):
             yield chunk.audio
 
-    async def stream_chunks(self, deltas: AsyncIterable[str]) -> AsyncIterator[SpeechChunk]:
+    async def stream_chunks(self, deltas: AsyncIterable[str],
+                            cancel: CancelToken | None = None) -> AsyncIterator[SpeechChunk]:
         """Like stream(), with each chunk's text and timing (tts.first_audio counts from the first delta)."""
-        generation = self._generation
+        with self._streams.scope(cancel) as token:
+            async for chunk in self._stream_chunks(deltas, token):
+                yield chunk
+
+    async def _stream_chunks(self, deltas: AsyncIterable[str], token: CancelToken) -> AsyncIterator[SpeechChunk]:
         timings = self.last_timings = Timings()
         queue: asyncio.Queue[SpeechChunk | BaseException | None] = asyncio.Queue(maxsize=4)
         chunker = SentenceChunker(self.cfg.first_clause_min_words, self.cfg.first_clause_max_words, self.language)
@@ -352,9 +367,9 @@ class TextToSpeech:
                     if total > MAX_TEXT_CHARS:
                         raise ValueError(f"streamed text passed {MAX_TEXT_CHARS} characters; the answer is too long to speak")
                     for piece in chunker.push(delta):
-                        await self._synth_into(piece, queue, generation)
+                        await self._synth_into(piece, queue, token)
                 for piece in chunker.flush():
-                    await self._synth_into(piece, queue, generation)
+                    await self._synth_into(piece, queue, token)
                 await queue.put(None)
             except Exception as exc:  # hand errors to the consumer, which re-raises them
                 await queue.put(exc)
@@ -363,8 +378,8 @@ class TextToSpeech:
         try:
             first = True
             while True:
-                item = await queue.get()
-                if item is None or generation != self._generation:
+                item = await token.guard(queue.get())   # a trip ends the stream while a piece is synthesised
+                if item is None or token.cancelled:
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -372,20 +387,20 @@ class TextToSpeech:
                     timings.add("tts.first_audio", first_delta_s[0])
                     first = False
                 yield item
-                if generation != self._generation:
+                if token.cancelled:
                     return
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _synth_into(self, piece: str, queue: asyncio.Queue, generation: int) -> None:
-        if generation != self._generation:
+    async def _synth_into(self, piece: str, queue: asyncio.Queue, token: CancelToken) -> None:
+        if token.cancelled:
             return
         start = monotonic()
-        sentences = await asyncio.to_thread(self.synthesize_sentences, piece)
+        sentences = await asyncio.to_thread(self.synthesize_sentences, piece, token)
         end = monotonic()
         for audio in sentences:
-            if generation != self._generation:
+            if token.cancelled:
                 return
             t = Timings()
             t.add("tts.synthesize", start, end)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from device.tts import ESPEAK_PREFIX, SpeechChunk, TextToSpeech
+from voxlens.cancel import CancelToken
 from voxlens.config import Config
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,13 @@ class Voices:
         for voice in self.by_language.values():
             voice.cancel()
 
-    async def stream(self, deltas: AsyncIterable[str]) -> AsyncIterator[np.ndarray]:
-        async for chunk in self.stream_chunks(deltas):
+    async def stream(self, deltas: AsyncIterable[str], cancel: CancelToken | None = None) -> AsyncIterator[np.ndarray]:
+        async for chunk in self.stream_chunks(deltas, cancel):
             yield chunk.audio
 
-    async def stream_chunks(self, deltas: AsyncIterable[str]) -> AsyncIterator[SpeechChunk]:
+    async def stream_chunks(self, deltas: AsyncIterable[str],
+                            cancel: CancelToken | None = None) -> AsyncIterator[SpeechChunk]:
         voice = self.current
-        async for chunk in voice.stream_chunks(deltas):
+        async for chunk in voice.stream_chunks(deltas, cancel):
             self.spoken.append((primary(voice.language), chunk.text))
             yield SpeechChunk(chunk.text, self._at_rate(chunk.audio, chunk.rate_hz), self.sample_rate_hz, chunk.timings)

@@ -263,7 +263,8 @@ async def test_barge_in_stops_playback_and_cancels_the_turn(tmp_path: Path, tts,
         assert rig.engine.state is State.SPEAKING
         await (rig.engine.wake() if how == "wake" else rig.engine.speech_started())
         assert rig.engine.state is State.LISTENING
-        assert task.cancelled() or task.done()
+        await asyncio.gather(task, return_exceptions=True)   # barge-in returned at once; the turn unwinds on its own
+        assert task.cancelled()
         heard_s = rig.heard.speech_s()
         await asyncio.sleep(0.2)
         assert rig.heard.speech_s() == heard_s      # stopped: not one more sample of the answer
@@ -321,4 +322,42 @@ async def test_no_client_configured_is_the_offline_message(tmp_path: Path, tts, 
     await asyncio.wait_for(engine.utterance("tell me a joke"), 20.0)
     (said,) = Heard(sink, tts.sample_rate_hz, stt).speech()
     assert sounds_like(said, OFFLINE_SPOKEN), said
+    await engine.close()
+
+
+class SlowToUnwind(VoiceOutput):
+    """The real VoiceOutput, whose speech, once cancelled, takes until `release` to unwind (a slow cleanup)."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.speaking, self.unwinding, self.release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def speak(self, *args, **kw) -> None:
+        self.speaking.set()
+        try:
+            await super().speak(*args, **kw)
+        except asyncio.CancelledError:
+            self.unwinding.set()
+            await self.release.wait()
+            raise
+
+
+async def test_barge_in_returns_to_the_audio_loop_without_waiting_for_the_turn_to_unwind(tmp_path: Path, tts) -> None:
+    sink = MemorySink(realtime=True)
+    speaker = SlowToUnwind(tts, sink)
+    events: list[dict] = []
+    engine = TurnEngine(DeviceConfig(media_dir=str(tmp_path)), grammar=commands.load_grammar(),
+                        actions=DeviceActions(LocalPlatform(tmp_path)), speaker=speaker, emit=events.append)
+    await engine.wake()
+    task = engine.utterance("Set the volume to 25%.")
+    await speaker.speaking.wait()                       # the command's answer is being spoken
+    barging = asyncio.create_task(engine.barge_in("wake word"))
+    await speaker.unwinding.wait()                      # the turn is cancelled and still unwinding...
+    assert barging.done() and not task.done()          # ...and barge-in has already returned
+    played = sink.samples_written
+    speaker.release.set()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert sink.samples_written == played               # the token stopped the sink at the trip
+    assert [e["outcome"] for e in events if e["event"] == "turn"] == ["cancelled"]
     await engine.close()

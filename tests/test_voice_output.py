@@ -22,7 +22,7 @@ class ToneTts:
         self._generation = 0
         self.cancels = 0
 
-    async def stream(self, deltas):
+    async def stream(self, deltas, cancel=None):
         generation = self._generation
         async for delta in deltas:
             for _ in delta.split():
@@ -44,11 +44,11 @@ class RealtimeSink:
         self.rates: set[int] = set()
         self._generation = 0
 
-    async def play(self, pcm: np.ndarray, rate_hz: int) -> None:
+    async def play(self, pcm: np.ndarray, rate_hz: int, cancel=None) -> None:
         self.rates.add(rate_hz)
         generation, step = self._generation, rate_hz // 50
         for i in range(0, len(pcm), step):
-            if generation != self._generation:
+            if generation != self._generation or (cancel is not None and cancel.cancelled):
                 return
             self.chunks.append(pcm[i:i + step])
             await asyncio.sleep(step / rate_hz)
@@ -108,3 +108,46 @@ async def test_prepared_lines_play_from_memory_exactly_as_synthesized(tts):
     assert np.array_equal(sink.audio, expected)
     await out.speak("Something else.")   # anything not prepared is synthesized as before
     assert sink.samples_written > len(expected)
+
+
+class GatedPiper:
+    """The real Piper voice, held in its worker thread once it has synthesised a piece starting with `hold_at`,
+    until the test has tripped the turn's token: the trip lands mid-synthesis, deterministically."""
+
+    def __init__(self, voice, hold_at: str) -> None:
+        import threading
+
+        self.voice, self.hold_at = voice, hold_at
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.texts: list[str] = []
+
+    def synthesize(self, text, config):
+        self.texts.append(text)
+        for chunk in self.voice.synthesize(text, config):
+            if text.startswith(self.hold_at):
+                self.holding.set()
+                self.release.wait(60)   # only a hang reaches the limit
+            yield chunk
+
+
+async def test_a_token_tripped_while_piper_synthesises_in_its_thread_stops_the_audio(tts):
+    from device.audio import MemorySink
+    from voxlens.cancel import CancelToken
+
+    voice = tts.with_config(tts.cfg)           # the session's voice, its synthesiser wrapped for this test only
+    gate = voice.voice = GatedPiper(tts.voice, hold_at="The second")
+    sink, token = MemorySink(), CancelToken()
+    out = VoiceOutput(voice, sink)
+    speaking = asyncio.create_task(out.speak("The first sentence is short. The second sentence never plays. "
+                                             "Nor does the third one.", cancel=token))
+    await asyncio.to_thread(gate.holding.wait, 60)   # Piper has made "The second ..." in its worker thread
+    assert gate.holding.is_set()
+    played = sink.samples_written
+    token.cancel()                                    # barge-in, while the worker still holds that audio
+    gate.release.set()
+    await speaking
+    assert sink.samples_written == played             # not one sample after the trip reached the sink
+    assert not any(t.startswith("Nor") for t in gate.texts)   # and nothing more was synthesised
+    # the same voice speaks the next turn (a new token) in full
+    await out.speak("Still here.", cancel=CancelToken())
+    assert sink.samples_written > played

@@ -44,6 +44,7 @@ from device.client_events import (AnswerTextEvent, AskEvent, AudioEvent, ClientE
 from device.commands import Understanding
 from device.wyoming.info import VOXLENS, wake_info
 from voxlens import __version__
+from voxlens.cancel import CancelToken
 from voxlens.config import DeviceConfig
 from voxlens.timing import Clock, monotonic
 
@@ -197,8 +198,8 @@ class PipelineLink:
             self._turn = None
         return True
 
-    async def ask(self, query: Understanding, *, turn_id: str | None = None,
-                  audio: np.ndarray | None = None, language: str = "") -> AsyncIterator[AskEvent]:
+    async def ask(self, query: Understanding, *, turn_id: str | None = None, audio: np.ndarray | None = None,
+                  language: str = "", cancel: CancelToken | None = None) -> AsyncIterator[AskEvent]:
         """RunPipeline(asr -> tts) with the utterance's audio; yields the answer's text and audio until its end.
 
         Raises GatewayUnavailable when no Home Assistant is connected or it goes away mid-turn, TurnTimeout
@@ -215,12 +216,14 @@ class PipelineLink:
         turn = self._turn = _Turn(turn_id, conn, conn.pipelines)
         conn.pipelines += 1
         sent_s = self.clock()
+        unregister = cancel.on_cancel(lambda: self.cancel(turn_id)) if cancel is not None else (lambda: None)
         try:
             await self._send_utterance(conn, audio)
             yield RouteEvent(turn_id, TIER, conn.peer, "wyoming pipeline", False, self.clock())
             async for event in self._answer(turn, sent_s):
                 yield event
         finally:
+            unregister()
             if self._turn is turn:
                 self._turn = None
 
