@@ -68,6 +68,7 @@ class SttConfig:
     partial_interval_ms: int = 480
     cpu_threads: int = 0      # 0: let CTranslate2 choose
     encoder_window_s: float = 10.0  # encode audio + 2 s, at least this long (Whisper pads to 30 s); 0: stock 30 s
+    multilingual_window_s: float = 12.0  # the floor for a multilingual Whisper: base stops early on short clips at 10 s
     initial_prompt: str = ""  # vocabulary bias; off by default (see `voxlens bench speech`)
 
 
