@@ -32,6 +32,7 @@ import numpy as np
 
 from voxlens.cancel import CancelGroup, CancelToken
 from voxlens.config import TtsConfig
+from voxlens.stage import StreamStage
 from voxlens.onnx import session as onnx_session
 from voxlens.timing import Timings, monotonic
 
@@ -343,6 +344,10 @@ class TextToSpeech:
     async def stream(self, deltas: AsyncIterable[str], cancel: CancelToken | None = None) -> AsyncIterator[np.ndarray]:
         async for chunk in self.stream_chunks(deltas, cancel):
             yield chunk.audio
+
+    def stage(self, cancel: CancelToken | None = None) -> StreamStage[str, SpeechChunk]:
+        """The stream in the one stage shape (voxlens/stage.py): push text deltas, end_input, `async for` chunks."""
+        return StreamStage(lambda deltas: self.stream_chunks(deltas, cancel))
 
     async def stream_chunks(self, deltas: AsyncIterable[str],
                             cancel: CancelToken | None = None) -> AsyncIterator[SpeechChunk]:

@@ -20,6 +20,7 @@ import numpy as np
 from device.audio import SAMPLE_RATE_HZ
 from device.stt import SpeechToText, StreamingTranscription, Transcript
 from device.vad import Endpointer, VadEvent
+from voxlens.stage import StreamStage
 from voxlens.timing import Timings, monotonic
 
 
@@ -86,6 +87,10 @@ class UtteranceStage:
     def end_now(self) -> list[VadEvent]:
         """End the utterance in progress at once (end of input)."""
         return self.endpointer.end_now()
+
+    def stage(self, *, streaming: bool = True) -> StreamStage[np.ndarray, Utterance]:
+        """This stage in the one stage shape (voxlens/stage.py): push frames, end_input, `async for` utterances."""
+        return StreamStage(lambda frames: utterances(frames, self, streaming=streaming))
 
     def restart(self) -> StreamingTranscription | None:
         """Drop the utterance in progress and endpoint afresh; returns its transcription for the caller to `aclose()`."""
