@@ -218,7 +218,7 @@ class TurnEngine:
         """Cancel the preemptive turn (Cancel on the wire): its words are not what the user said, or the turn is over."""
         pre, self._preemptive = self._preemptive, None
         if pre is not None:
-            pre.cancel()
+            pre.cancel(forget=True)
             self.emit("preemptive_wasted", text=pre.text, final=final, reason=reason, turn_id=pre.turn_id,
                       gateway_done=pre.ended)   # done: the gateway had already answered (and remembered) it
 

@@ -77,9 +77,11 @@ class PreemptiveTurn:
         """Is the final what this turn asked? Same words (case and punctuation aside), same language."""
         return language == self.language and same_words(text, self.text)
 
-    def cancel(self) -> None:
-        """Cancel on the wire now (interruptions overtake everything), then stop collecting. Sent even when the
-        gateway has already answered: it then forgets the exchange, which must not be the next turn's history."""
-        self._asker.cancel(self.turn_id)
+    def cancel(self, forget: bool = False) -> None:
+        """Cancel on the wire now (interruptions overtake everything), then stop collecting. `forget` (a turn the
+        final did not adopt): sent even when the gateway has already answered, which then forgets the exchange, so
+        it is not the next turn's history; an adopted turn's answer the user heard is cancelled only while open."""
+        if forget or not self.ended:
+            self._asker.cancel(self.turn_id)
         if self._task is not None and not self._task.done():
             self._task.cancel()

@@ -184,3 +184,22 @@ async def test_an_answered_preemptive_turn_the_final_replaces_is_not_the_next_tu
         await dev.final("How tall is the Eiffel tower?")
         prompt = " ".join(str(m["content"]) for m in gw.small.requests[-1].messages)
         assert "Mona Lisa" in prompt and "Mars" not in prompt
+
+
+async def test_a_barge_in_over_an_adopted_answer_keeps_it_in_the_history(tmp_path, tts, stt, gw):
+    """The user heard (part of) the adopted answer and cut it: as for any turn whose TurnEnd has come, nothing is
+    cancelled on the wire and the exchange stays the next question's history."""
+    async with Device(tmp_path, tts, stt, gw.port) as dev:
+        dev.sink.realtime = True                       # playback takes as long as the audio: time to barge in
+        dev.engine.preempt("Who painted the Mona Lisa")
+        pre = dev.engine.preemptive_turn
+        assert pre is not None
+        await until(lambda: pre.ended, 10.0)
+        task = dev.engine.utterance("Who painted the Mona Lisa?")
+        assert task is not None
+        await until(lambda: dev.engine.state is State.SPEAKING and dev.sink.samples_written > 0, 20.0)
+        await dev.engine.barge_in("user speech")
+        await dev.engine.speech_started()
+        await dev.final("How tall is the Eiffel tower?")
+        prompt = " ".join(str(m["content"]) for m in gw.small.requests[-1].messages)
+        assert "Mona Lisa" in prompt and gw.count("voxlens_turns_total", finish_reason="cancelled") == 0
