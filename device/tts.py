@@ -255,6 +255,15 @@ class _EspeakSynthesis:
         self.length_scale = length_scale
 
 
+def _piper_synthesis(cfg: TtsConfig):
+    """Piper's settings; a negative noise keeps the voice's own (its .onnx.json), 0 makes the audio repeatable."""
+    from piper import SynthesisConfig
+
+    return SynthesisConfig(length_scale=cfg.length_scale,
+                           noise_scale=cfg.noise_scale if cfg.noise_scale >= 0 else None,
+                           noise_w_scale=cfg.noise_w_scale if cfg.noise_w_scale >= 0 else None)
+
+
 class TextToSpeech:
     """A loaded voice for one language; `stream()` turns text deltas into audio chunks until its `cancel`
     token (the turn's) trips; `cancel()` stops every stream.
@@ -285,8 +294,6 @@ class TextToSpeech:
 
     def _load_piper(self, voice: str) -> None:
         from models.catalog import ModelError, resolve
-        from piper import SynthesisConfig
-
         path = Path(voice) if voice.endswith(".onnx") or "/" in voice else Path(resolve(voice))
         config_path = Path(str(path) + ".json")
         for p in (path, config_path):
@@ -298,7 +305,7 @@ class TextToSpeech:
         except Exception as exc:
             raise ModelError(f"Piper voice {path} cannot be loaded ({exc}); fix: voxlens models verify {voice}") from None
         self.sample_rate_hz = self.voice.config.sample_rate
-        self._syn_config = SynthesisConfig(length_scale=self.cfg.length_scale)
+        self._syn_config = _piper_synthesis(self.cfg)
 
     @property
     def is_espeak(self) -> bool:
@@ -308,7 +315,7 @@ class TextToSpeech:
         """The same loaded voice with other settings (benchmarks compare options without loading twice)."""
         clone = copy.copy(self)
         clone.cfg = cfg
-        clone._syn_config = type(self._syn_config)(length_scale=cfg.length_scale)
+        clone._syn_config = (_EspeakSynthesis(cfg.length_scale) if self.is_espeak else _piper_synthesis(cfg))
         return clone
 
     def _check(self, text: str) -> None:

@@ -10,6 +10,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 FUZZ_SEED = int(os.environ.setdefault("VOXLENS_FUZZ_SEED", str(random.SystemRandom().randrange(2**32))))
+# Piper samples noise on every synthesis, so the same line sounds a little different each time and Whisper,
+# reading back what was spoken, misheard one line in a few hundred ("hymers" for "timers"). The suite speaks
+# without that noise: the same text gives the same audio, so a test either always hears it or never does.
+# (Subprocesses read it through the config's environment overrides; the product keeps the voice's own noise.)
+PIPER_NOISE = {"VOXLENS_TTS__NOISE_SCALE": "0", "VOXLENS_TTS__NOISE_W_SCALE": "0"}
+for _key, _value in PIPER_NOISE.items():
+    os.environ.setdefault(_key, _value)
 
 
 def pytest_report_header(config) -> str:
@@ -46,8 +53,9 @@ def shared_eval() -> Path:
 def tts():
     """The default Piper voice (22,050 Hz)."""
     from device.tts import TextToSpeech
+    from voxlens.config import TtsConfig
 
-    return TextToSpeech()
+    return TextToSpeech(cfg=TtsConfig(noise_scale=0.0, noise_w_scale=0.0))
 
 
 @pytest.fixture(scope="session")

@@ -128,3 +128,16 @@ async def test_errors_are_clear(tts, tmp_path):
         tts.synthesize("word " * 2000)
     with pytest.raises(ValueError, match="too long"):
         [a async for a in tts.stream(deltas("word " * 2000, 50))]
+
+
+def test_noise_off_makes_the_same_audio_and_the_voices_own_noise_does_not(tts):
+    """The suite's voice has Piper's sampling noise off (tests/conftest.py) so read-back checks cannot flake;
+    the product keeps the voice's own noise, which varies from one synthesis to the next."""
+    from dataclasses import replace
+
+    line = "Your timer for five minutes is done."
+    first, second = (np.concatenate(tts.synthesize_sentences(line)) for _ in range(2))
+    assert np.array_equal(first, second)
+    natural = tts.with_config(replace(tts.cfg, noise_scale=-1.0, noise_w_scale=-1.0))
+    a, b = (np.concatenate(natural.synthesize_sentences(line)) for _ in range(2))
+    assert a.shape != b.shape or not np.array_equal(a, b)

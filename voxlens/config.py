@@ -80,6 +80,8 @@ class TtsConfig:
     threads: int = 0          # onnxruntime threads for Piper; 0: every core (they sleep, never spin)
     voices: tuple[str, ...] = ()  # "de=/path/de_DE-thorsten-medium.onnx": a Piper voice per language; others: espeak-ng
     espeak_words_per_minute: int = 165  # the espeak-ng fallback voice's speed
+    noise_scale: float = -1.0    # Piper's sampling noise; < 0: the voice's own (0.667 for joe). 0: the same audio
+    noise_w_scale: float = -1.0  # every time for the same text (the tests use 0 for both: no random mishearings)
 
 
 @dataclass(frozen=True)
