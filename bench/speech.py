@@ -190,16 +190,7 @@ async def _paced_stream(stt, endpointer, pcm: np.ndarray) -> tuple[float, str, b
     """Feed one utterance (with silence around it) in real time; ms from speech_end to the final text."""
     from device.utterance import UtteranceStage, utterances
 
-    async def paced():
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i, frame in enumerate(split_frames(pcm)):
-            delay = start + (i + 1) * FRAME_SAMPLES / SAMPLE_RATE_HZ - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            yield frame
-
-    found = utterances(paced(), UtteranceStage(endpointer, stt))   # the device's own stage
+    found = utterances(_paced(pcm), UtteranceStage(endpointer, stt))   # the device's own stage
     try:
         async for u in found:
             return u.timings.as_ms().get("stt.final", 0.0), u.text, u.reused_partial
