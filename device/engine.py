@@ -181,16 +181,19 @@ class TurnEngine:
         elif self.state is State.LISTENING:
             self._cancel_window()  # they are talking: no listening timeout now
 
-    def partial(self, text: str) -> bool:
-        """True when the partial transcript is already a whole device command: end endpointing early."""
+    async def partial(self, text: str) -> bool:
+        """True when the partial transcript is already a whole device command: end endpointing early.
+
+        The match (hassil; a language's first use loads its templates) runs in a worker thread, not on the loop."""
         if self.state is not State.LISTENING:
             return False
-        complete = self.grammar.is_complete(text)
-        if complete:
-            self.emit("endpoint_early", text=text)
-        return complete
+        complete = await asyncio.to_thread(self.grammar.is_complete, text)
+        if not complete or self.state is not State.LISTENING:   # the state may have moved meanwhile
+            return False
+        self.emit("endpoint_early", text=text)
+        return True
 
-    def preempt(self, text: str, language: str = "") -> None:
+    async def preempt(self, text: str, language: str = "") -> None:
         """A settled partial (it covers every voiced frame): send the question now; its answer waits for the final.
 
         Not for a device command (it runs at the endpoint, from memory) nor when the words did not change."""
@@ -203,11 +206,17 @@ class TurnEngine:
         if self._preemptive is not None and self._preemptive.matches(text, language):
             return
         self._drop_preemptive(text, "partial changed")
-        understanding = grammar_for(language, self.grammar).understand(text)
+        understanding = await asyncio.to_thread(self._understand, text, language)
+        if self.state is not State.LISTENING or self._preempt_seen != (text, language) or self._preemptive is not None:
+            return   # the final, a barge-in or newer words came while it was matched
         if understanding.command is not None or understanding.kind == "empty":
             return
         self._preemptive = PreemptiveTurn.start(self.client, understanding, text, language, self.clock())
         self.emit("preemptive", text=text, turn_id=self._preemptive.turn_id)
+
+    def _understand(self, text: str, language: str) -> Understanding:
+        """The words matched in their language's grammar; blocking (hassil), so callers run it in a thread."""
+        return grammar_for(language, self.grammar).understand(text)
 
     @property
     def preemptive_turn(self) -> PreemptiveTurn | None:
@@ -301,7 +310,7 @@ class TurnEngine:
         self.turns.append(record)
         self.speaker.language = record.language   # the voice of the turn's language (device/voices.py)
         try:
-            understanding = grammar_for(record.language, self.grammar).understand(record.text)  # per language
+            understanding = await asyncio.to_thread(self._understand, record.text, record.language)
             record.timings.add("intent", origin_s)
             record.kind = understanding.kind
             record.name = (understanding.command.name if understanding.command else

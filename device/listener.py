@@ -85,7 +85,7 @@ class AudioLoop:
             self._t0_s = self.clock() - len(frame) / SAMPLE_RATE_HZ
         self.samples += len(frame)
         # the wake rule (fires, verifier, second look) off the loop: answers keep playing meanwhile
-        for decision in await asyncio.to_thread(self.confirmer.process, frame):
+        for decision in await self.confirmer.aprocess(frame):
             if decision.accepted:
                 await self._wake(decision)
                 return
@@ -98,7 +98,7 @@ class AudioLoop:
             return
         for event in await self.utterance.feed(frame):
             await self._on_vad(event)
-        self._check_partial()
+        await self._check_partial()
 
     async def _wake(self, decision: WakeDecision) -> None:
         """A confirmed wake: say so, wake the engine, and endpoint afresh."""
@@ -137,12 +137,12 @@ class AudioLoop:
         self.engine.utterance(text, speech_end_s=speech_end_s, endpoint_s=endpoint_s, transcript_s=transcript_s,
                               audio=stream.audio, language=transcript.language)
 
-    def _check_partial(self) -> None:
+    async def _check_partial(self) -> None:
         text = self.utterance.new_partial()
         if text is not None:
             self.emit("transcript_partial", text=text)
-            if self.engine.partial(text):
+            if await self.engine.partial(text):
                 self.utterance.hint_complete()
         settled = self.utterance.settled()
         if settled is not None and settled.text.strip():
-            self.engine.preempt(settled.text.strip(), settled.language)   # the question leaves before the endpoint
+            await self.engine.preempt(settled.text.strip(), settled.language)   # the question leaves before the endpoint

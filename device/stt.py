@@ -30,6 +30,7 @@ import logging
 import math
 import re
 import threading
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from device.audio import SAMPLE_RATE_HZ
 from voxlens.config import SttConfig
+from voxlens.stage import StreamStage
 from voxlens.timing import Timings, monotonic
 
 log = logging.getLogger(__name__)
@@ -376,3 +378,26 @@ class StreamingTranscription:
 
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
+
+
+def transcription_stage(stt: SpeechToText, *, prompt: str | None = None) -> StreamStage[tuple[np.ndarray, bool], Transcript]:
+    """One utterance's streaming transcription in the one stage shape (voxlens/stage.py): push
+    `(frame, is_speech)`, `async for` transcripts: each new partial (`partial=True`) as it is decoded, then
+    the final once the input has ended. `aclose` stops the decoding thread."""
+    return StreamStage(lambda frames: _transcripts(stt, frames, prompt))
+
+
+async def _transcripts(stt: SpeechToText, frames: AsyncIterable[tuple[np.ndarray, bool]],
+                       prompt: str | None) -> AsyncIterator[Transcript]:
+    stream = StreamingTranscription(stt, prompt=prompt)
+    last: Transcript | None = None
+    try:
+        async for frame, is_speech in frames:
+            stream.push(frame, is_speech)
+            partial = stream.partial()
+            if partial is not None and partial is not last:
+                last = partial
+                yield partial
+        yield await stream.finish()
+    finally:
+        await stream.aclose()

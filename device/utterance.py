@@ -50,7 +50,7 @@ class UtteranceStage:
         return events
 
     async def feed(self, frame: np.ndarray) -> list[VadEvent]:
-        """`push`, with Smart Turn (when the endpointer has it) asked in a worker thread, not on the event loop."""
+        """`push`, with the endpointer (Silero, and Smart Turn when it has it) in a worker thread, not on the event loop."""
         events = await self.endpointer.aprocess(frame)
         if self._stream is not None:
             self._stream.push(frame, self.endpointer.voiced)

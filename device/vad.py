@@ -12,6 +12,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from device.audio import SAMPLE_RATE_HZ
 from voxlens.config import VadConfig
 from voxlens.onnx import session as onnx_session
+from voxlens.stage import StreamStage
 
 if TYPE_CHECKING:
     from device.smart_turn import SmartTurn, TurnVerdict
@@ -92,8 +94,8 @@ class Endpointer:
     With a Smart Turn model (`turn`), a pause of `smart_turn_silence_ms` asks it whether the turn is
     complete: yes ends the turn there (reason "smart_turn"); no waits up to `smart_turn_max_silence_ms`
     for more speech (`silence_ms` is the rule without the model). The grammar's hint still ends on
-    `short_silence_ms`. `process` asks inline; `aprocess` in a worker thread (it costs ~50-100 ms), so
-    the device's event loop stays free.
+    `short_silence_ms`. `process` runs inline; `aprocess` (Silero and Smart Turn alike) in a worker
+    thread, so the device's event loop stays free.
     """
 
     def __init__(self, cfg: VadConfig | None = None, vad: SileroVad | None = None,
@@ -142,14 +144,22 @@ class Endpointer:
         return events
 
     async def aprocess(self, frame: np.ndarray) -> list[VadEvent]:
-        """One frame; a Smart Turn question is answered in a worker thread (frames wait, the event loop does not)."""
-        events = self._consume(frame)
-        if self._ask is not None and self.turn is not None:
-            try:
-                events += self.verdict(await asyncio.to_thread(self.turn.predict, self._ask))
-            except Exception as exc:  # noqa: BLE001 - the model failing must not stop endpointing
-                self._turn_failed(exc)
-        return events
+        """`process` in a worker thread: Silero's windows and a Smart Turn question (~50-100 ms) never stall
+        the event loop, where answers play and barge-in is heard. Frames wait their turn; callers feed one
+        frame at a time, so the endpointer's state is only ever touched by one thread at once."""
+        return await asyncio.to_thread(self.process, frame)
+
+    def stage(self) -> StreamStage[np.ndarray, VadEvent]:
+        """This endpointer in the one stage shape (voxlens/stage.py): push frames, `async for` its events;
+        end_input ends an utterance still open (reason "end_now")."""
+        return StreamStage(self._events)
+
+    async def _events(self, frames: AsyncIterable[np.ndarray]) -> AsyncIterator[VadEvent]:
+        async for frame in frames:
+            for event in await self.aprocess(frame):
+                yield event
+        for event in self.end_now():
+            yield event
 
     def _turn_failed(self, exc: Exception) -> None:
         """Smart Turn raised at run time: say so once and end turns on silence from now on."""

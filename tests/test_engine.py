@@ -176,12 +176,16 @@ async def test_listening_times_out_to_idle(tmp_path: Path, tts, stt) -> None:
 
 async def test_early_endpoint_only_for_complete_commands_while_listening(tmp_path: Path, tts, stt) -> None:
     async with Rig(tmp_path, tts, stt, None) as rig:
-        assert rig.engine.partial("set a timer for two minutes") is False  # idle: not our utterance
+        assert await rig.engine.partial("set a timer for two minutes") is False  # idle: not our utterance
         await rig.engine.wake()
-        assert rig.engine.partial("set a timer for two minutes") is True
-        assert rig.engine.partial("set the volume to twenty") is False
-        assert rig.engine.partial("what's the weather in") is False
+        assert await rig.engine.partial("set a timer for two minutes") is True
+        assert await rig.engine.partial("set the volume to twenty") is False
+        assert await rig.engine.partial("what's the weather in") is False
         assert [e["event"] for e in rig.events].count("endpoint_early") == 1
+        ran: list[str] = []
+        asyncio.get_running_loop().call_soon(ran.append, "during match")   # hassil runs off the loop
+        assert await rig.engine.partial("set a timer for ten minutes") is True
+        assert ran == ["during match"]
 
 
 async def test_the_engine_says_when_speech_matters(tmp_path: Path, tts, stt) -> None:

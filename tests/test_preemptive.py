@@ -96,7 +96,7 @@ async def test_a_final_that_differs_cancels_the_preemptive_turn_on_the_wire_and_
         tmp_path, tts, stt, gw):
     gw.small.word_s = NEVER_S
     async with Device(tmp_path, tts, stt, gw.port) as dev:
-        dev.engine.preempt("What is the capital of")             # the user paused mid-question
+        await dev.engine.preempt("What is the capital of")             # the user paused mid-question
         await until(lambda: len(gw.small.requests) == 1, 10.0)   # the gateway's model is on it
         gw.small.word_s = 0.0
         turn = await dev.final("What is the capital of Italy?")  # ... and went on
@@ -114,7 +114,7 @@ async def test_a_final_that_differs_cancels_the_preemptive_turn_on_the_wire_and_
 async def test_a_final_with_the_same_words_sends_nothing_more_and_speaks_the_preemptive_answer(
         tmp_path, tts, stt, gw):
     async with Device(tmp_path, tts, stt, gw.port) as dev:
-        dev.engine.preempt("What is the capital of Italy")
+        await dev.engine.preempt("What is the capital of Italy")
         await until(lambda: len(gw.small.requests) == 1, 10.0)
         turn = await dev.final("What is the capital of Italy?")    # the final: same words, its own punctuation
         assert asked(gw) == ["What is the capital of Italy"]        # one query on the wire, no second one
@@ -128,7 +128,7 @@ async def test_a_final_with_the_same_words_sends_nothing_more_and_speaks_the_pre
 
 async def test_an_answer_that_arrives_before_the_endpoint_waits_for_the_final(tmp_path, tts, stt, gw):
     async with Device(tmp_path, tts, stt, gw.port) as dev:
-        dev.engine.preempt("How many legs does a spider have")
+        await dev.engine.preempt("How many legs does a spider have")
         pre = dev.engine.preemptive_turn
         assert pre is not None
         await until(lambda: pre.ended, 10.0)               # the whole answer is on the device ...
@@ -143,7 +143,7 @@ async def test_an_answer_that_arrives_before_the_endpoint_waits_for_the_final(tm
 @pytest.mark.parametrize("partial", ["What is the weather on Mars", "x" * 3000])   # answered / refused (too long)
 async def test_an_answered_or_refused_preemptive_turn_never_speaks_for_another_final(tmp_path, tts, stt, gw, partial):
     async with Device(tmp_path, tts, stt, gw.port) as dev:
-        dev.engine.preempt(partial)
+        await dev.engine.preempt(partial)
         pre = dev.engine.preemptive_turn
         assert pre is not None
         await until(lambda: pre.ended, 10.0)
@@ -156,7 +156,7 @@ async def test_an_answered_or_refused_preemptive_turn_never_speaks_for_another_f
 
 async def test_no_preemptive_turn_for_a_device_command(tmp_path, tts, stt, gw):
     async with Device(tmp_path, tts, stt, gw.port) as dev:
-        dev.engine.preempt("Set the volume to 25%")
+        await dev.engine.preempt("Set the volume to 25%")
         assert dev.engine.preemptive_turn is None
         await dev.final("Set the volume to 25%.")
         assert dev.platform.volume() == 25 and gw.small.requests == [] and not dev.of("preemptive")
@@ -171,7 +171,7 @@ async def test_an_answered_preemptive_turn_the_final_replaces_is_not_the_next_tu
     """The gateway had answered (and remembered) the preemptive question; the late Cancel makes it forget it, so the
     final's prompt holds no exchange the user never had. A confirmed one stays."""
     async with Device(tmp_path, tts, stt, gw.port) as dev:
-        dev.engine.preempt("What is the weather on Mars")
+        await dev.engine.preempt("What is the weather on Mars")
         pre = dev.engine.preemptive_turn
         assert pre is not None
         await until(lambda: pre.ended, 10.0)
@@ -179,7 +179,7 @@ async def test_an_answered_preemptive_turn_the_final_replaces_is_not_the_next_tu
         prompt = " ".join(str(m["content"]) for m in gw.small.requests[-1].messages)
         assert "Mona Lisa" in prompt and "Mars" not in prompt
         await dev.engine.speech_started()                  # the follow-up window: another question
-        dev.engine.preempt("How tall is the Eiffel tower")
+        await dev.engine.preempt("How tall is the Eiffel tower")
         await until(lambda: len(gw.small.requests) == 3, 10.0)
         await dev.final("How tall is the Eiffel tower?")
         prompt = " ".join(str(m["content"]) for m in gw.small.requests[-1].messages)
@@ -191,7 +191,7 @@ async def test_a_barge_in_over_an_adopted_answer_keeps_it_in_the_history(tmp_pat
     cancelled on the wire and the exchange stays the next question's history."""
     async with Device(tmp_path, tts, stt, gw.port) as dev:
         dev.sink.realtime = True                       # playback takes as long as the audio: time to barge in
-        dev.engine.preempt("Who painted the Mona Lisa")
+        await dev.engine.preempt("Who painted the Mona Lisa")
         pre = dev.engine.preemptive_turn
         assert pre is not None
         await until(lambda: pre.ended, 10.0)

@@ -60,3 +60,86 @@ async def test_utterance_stage_as_a_stage_gives_the_spoken_utterance(stt, silero
     heard = set(re.findall(r"[a-z0-9]+", found[0].text.lower()))
     assert {"timer", "minutes"} <= heard and heard & {"ten", "10"}, found[0].text
     await stage.aclose()
+
+
+def _with_silence(pcm: np.ndarray) -> np.ndarray:
+    silence = np.zeros(SAMPLE_RATE_HZ, np.int16)
+    return np.concatenate([silence, pcm, silence])
+
+
+async def test_the_endpointer_as_a_stage_gives_start_and_end_and_ends_an_open_utterance(silero, speak_16k) -> None:
+    speech = speak_16k("Set a timer for ten minutes.")
+    silero.reset()
+    stage = Endpointer(VadConfig(), silero).stage()
+    assert isinstance(stage, Stage)
+    for frame in split_frames(_with_silence(speech)):
+        stage.push(frame)
+    stage.end_input()
+    events = [e async for e in stage]
+    assert [e.kind for e in events] == ["speech_start", "speech_end"], events
+    assert events[1].reason == "silence" and events[1].sample > events[0].sample
+    # input that ends while the user speaks: end_input closes the utterance ("end_now"), nothing is lost
+    silero.reset()
+    open_ended = Endpointer(VadConfig(), silero).stage()
+    for frame in split_frames(np.concatenate([np.zeros(SAMPLE_RATE_HZ, np.int16), speech])):
+        open_ended.push(frame)
+    open_ended.end_input()
+    kinds = [(e.kind, e.reason) async for e in open_ended]
+    assert kinds == [("speech_start", ""), ("speech_end", "end_now")]
+
+
+async def test_streaming_stt_as_a_stage_gives_partials_then_the_final(stt, speak_16k) -> None:
+    from device.stt import transcription_stage
+
+    speech = speak_16k("What is the capital of Italy?")
+    stage = transcription_stage(stt)
+    for frame in split_frames(speech):
+        stage.push((frame, True))
+    for frame in split_frames(np.zeros(SAMPLE_RATE_HZ // 2, np.int16)):
+        stage.push((frame, False))
+    stage.end_input()
+    transcripts = [t async for t in stage]
+    final = transcripts[-1]
+    assert not final.partial and all(t.partial for t in transcripts[:-1])
+    assert {"capital", "italy"} <= set(re.findall(r"[a-z]+", final.text.lower())), final.text
+
+
+async def test_the_wake_rule_as_a_stage_decides_as_process_does(device_models) -> None:
+    """The shipped first stage and verifiers through the stage give the same decisions as `process`, frame for frame."""
+    from device.wakeword.confirm import WakeConfirmer
+    from device.wakeword.detector import FRAME_SAMPLES
+    from device.wakeword.train.voices import PiperVoice
+
+    phrase = PiperVoice().synthesize_text("Hey vox lens.", np.random.default_rng(0))
+    audio = _with_silence((phrase / np.abs(phrase).max() * 0.3 * 32767).astype(np.int16))
+    frames = [audio[i:i + FRAME_SAMPLES] for i in range(0, len(audio) - FRAME_SAMPLES + 1, FRAME_SAMPLES)]
+    confirmer = WakeConfirmer(device_models.wake, device_models.verifiers, 0.4)
+
+    def key(d):
+        return d.det.name, d.det.sample, d.accepted
+
+    confirmer.reset()
+    by_process = [key(d) for f in frames for d in confirmer.process(f)]
+    confirmer.reset()
+    stage = confirmer.stage()
+    assert isinstance(stage, Stage)
+    for f in frames:
+        stage.push(f)
+    stage.end_input()
+    by_stage = [key(d) async for d in stage]
+    confirmer.reset()
+    assert by_stage == by_process
+    assert [accepted for _, _, accepted in by_stage].count(True) == 1, by_stage
+
+
+async def test_endpointing_leaves_the_event_loop_free(silero, speak_16k) -> None:
+    """While a frame is endpointed (Silero, Smart Turn) other work on the loop runs: a callback scheduled
+    before the call has run by the time it returns (work done inline would not yield to it)."""
+    import asyncio
+
+    endpointer = Endpointer(VadConfig(), silero)
+    silero.reset()
+    ran: list[str] = []
+    asyncio.get_running_loop().call_soon(ran.append, "during vad")
+    await endpointer.aprocess(speak_16k("Mute.")[:1280])
+    assert ran == ["during vad"]

@@ -2,17 +2,20 @@
 
 Why one place: the device's audio loop and the Wyoming wake service both need the same rule, and
 device/wakeword/eval.py measures it (`second_look_frame`); two copies of it would drift apart.
-Blocking (the verifier transcribes): callers run `process` off their event loop.
+Blocking (the verifier transcribes): callers run `process` off their event loop (`aprocess`, `stage`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from device.wakeword.detector import FRAME_SAMPLES, SAMPLE_RATE_HZ, Detection, WakeWordDetector
 from device.wakeword.verifier import Verdict, Verifier
+from voxlens.stage import StreamStage
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,20 @@ class WakeConfirmer:
             if decision is not None:
                 out.append(decision)
         return out
+
+    async def aprocess(self, frame: np.ndarray, names: set[str] | None = None) -> list[WakeDecision]:
+        """`process` in a worker thread: the detector (~1.3 ms a frame) and a verifier's transcription
+        (~100 ms) never stall the event loop, where answers play."""
+        return await asyncio.to_thread(self.process, frame, names)
+
+    def stage(self, names: set[str] | None = None) -> StreamStage[np.ndarray, WakeDecision]:
+        """The wake rule in the one stage shape (voxlens/stage.py): push 80 ms frames, `async for` decisions."""
+        return StreamStage(lambda frames: self._decisions(frames, names))
+
+    async def _decisions(self, frames: AsyncIterable[np.ndarray], names: set[str] | None) -> AsyncIterator[WakeDecision]:
+        async for frame in frames:
+            for decision in await self.aprocess(frame, names):
+                yield decision
 
     def _decide(self, det: Detection, audio: np.ndarray | None, second: bool = False) -> WakeDecision:
         verdict = self._verify(det, audio)
