@@ -37,7 +37,9 @@ EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
                                      "and print the loaded figures beside the idle ones"}),
               (("--ab-preemptive",), {"action": "store_true",
                                       "help": "every utterance twice in a row, [device] preemptive off then on, "
-                                              "reported as two runs (a shared machine's drift falls on both)"})),
+                                              "reported as two runs (a shared machine's drift falls on both)"}),
+              (("--kinds",), {"metavar": "commands,questions,...", "default": "",
+                              "help": "only these kinds (commands, questions, recorded, paused, offline; default all)"})),
 }
 
 

@@ -136,7 +136,7 @@ def _waterfall_png(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     bars = [(f"{kind} ({re.sub(r' [(].*?[)]', '', name)})", run_result[kind]["stages_p50_ms"])
-            for kind in ("commands", "questions") for name, run_result in result["runs"].items()]
+            for kind in ("commands", "questions") for name, run_result in result["runs"].items() if kind in run_result]
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(bars)))
     colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd"]
     for row, (_, stages) in enumerate(bars):
@@ -184,15 +184,21 @@ def _references() -> dict[str, str]:
         return {r["file"]: r["reference_transcript"] for r in csv.DictReader(fh, delimiter="\t")}
 
 
+KINDS = ("commands", "questions", "recorded", "paused", "offline")
+
+
 async def _run_kinds(variants: dict[str, tuple[Config, Config]], models, wav_dir: Path, wake_pcm: np.ndarray,
-                     speak, n: int, real: dict[str, list]) -> dict[str, dict]:
+                     speak, n: int, real: dict[str, list], kinds: tuple[str, ...] = KINDS) -> dict[str, dict]:
     """Every utterance once per variant (name -> (device config, offline config)), the variants one after the
     other for each utterance so that a shared machine's drift falls on both; a summary per variant and kind."""
     results: dict[str, dict] = {name: {"load_avg_start": list(os.getloadavg())} for name in variants}
-    for kind, items, offline in (("commands", _spoken(COMMANDS[:n], speak), False),
-                                 ("questions", _spoken(QUESTIONS[:n], speak), False),
-                                 ("recorded", real["recorded"], False), ("paused", real["paused"], False),
-                                 ("offline", _spoken(QUESTIONS[: max(2, n // 4)], speak), True)):
+    for kind, items, offline in (("commands", lambda: _spoken(COMMANDS[:n], speak), False),
+                                 ("questions", lambda: _spoken(QUESTIONS[:n], speak), False),
+                                 ("recorded", lambda: real["recorded"], False), ("paused", lambda: real["paused"], False),
+                                 ("offline", lambda: _spoken(QUESTIONS[: max(2, n // 4)], speak), True)):
+        if kind not in kinds:
+            continue
+        items = items()
         rows: dict[str, list[dict]] = {name: [] for name in variants}
         for text, utt, end in items:
             for name, (device_cfg, offline_cfg) in variants.items():
@@ -260,7 +266,10 @@ async def _bench(args: argparse.Namespace) -> dict:
 
     wake_pcm = speak(WAKE)
     n = 4 if args.quick else 20
-    real = recorded(args.quick)
+    only = tuple(k.strip() for k in (getattr(args, "kinds", "") or ",".join(KINDS)).split(",") if k.strip())
+    if unknown := set(only) - set(KINDS):
+        raise SystemExit(f"bench voice --kinds: unknown {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
+    real = recorded(args.quick) if {"recorded", "paused"} & set(only) else {}
     result: dict = {"machine": {"cpus": os.cpu_count()}, "preemptive": cfg.device.preemptive, "runs": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -273,14 +282,14 @@ async def _bench(args: argparse.Namespace) -> dict:
                     replace(c, device=replace(c.device, preemptive=on)) for c in (device_cfg, offline_cfg))
                     for on in (False, True)}
             print("idle:")
-            for suffix, run in (await _run_kinds(variants, models, Path(tmp), wake_pcm, speak, n, real)).items():
+            for suffix, run in (await _run_kinds(variants, models, Path(tmp), wake_pcm, speak, n, real, only)).items():
                 result["runs"][f"idle{suffix}"] = run
             if args.load:
                 with busy_workers(args.load) as kinds:
                     name = f"load {args.load} ({', '.join(kinds)})"
                     print(f"{name}:")
                     for suffix, run in (await _run_kinds(variants, models, Path(tmp), wake_pcm, speak, n,
-                                                         real)).items():
+                                                         real, only)).items():
                         result["runs"][f"{name}{suffix}"] = run
     finally:
         await gw.stop(0.5)
@@ -295,17 +304,22 @@ def _table(result: dict) -> None:
           + f" {'lag max':>8}")
     for kind, target in (("commands", 200), ("questions", 500), ("recorded", 500), ("paused", 500), ("offline", 1000)):
         for name, run_result in result["runs"].items():
+            if kind not in run_result:
+                continue
             r = run_result[kind]
             v = r["voice_to_voice_ms"]
             label = f"{name}, load avg {run_result['load_avg_end'][0]:.1f}"  # 1-min average at the run's end
             print(f"{kind:10} {label:<{width}} {r['ok']:>3}/{r['n']:<2} {v['p50']:>7} {v['p90']:>7}   "
                   + " ".join(f"{r['stages_p50_ms'].get(s, float('nan')):>11}" for s in STAGES)
                   + f" {r['audio_lag_max_ms']:>8}")
-        print(f"{'':10} (target p50 <= {target} ms)")
+        if any(kind in r for r in result["runs"].values()):
+            print(f"{'':10} (target p50 <= {target} ms)")
     print(f"preemptive generation ([device] preemptive = {str(result.get('preemptive')).lower()} unless a run says): "
           "questions sent on a settled partial; used = adopted by the final, wasted = cancelled")
     for kind in ("commands", "questions", "recorded", "paused"):
         for name, run_result in result["runs"].items():
+            if kind not in run_result:
+                continue
             p = run_result[kind]["preemptive"]
             print(f"{kind:10} {name:<{width}} sent {p['sent']:>3}  used {p['used']:>3}  wasted {p['wasted']:>3}  "
                   f"head start p50 {p['head_start_ms']['p50']} / p90 {p['head_start_ms']['p90']} ms  "
