@@ -96,8 +96,12 @@ class AudioLoop:
             if self.utterance.in_speech or self.utterance.transcribing:
                 self._restart_endpointing()
             return
+        vetoes = self.endpointer.text_vetoes
         for event in await self.utterance.feed(frame):
             await self._on_vad(event)
+        if self.endpointer.text_vetoes != vetoes:   # Smart Turn said complete; the words end open
+            settled = self.utterance.settled()
+            self.emit("turn_held", text=settled.text if settled is not None else "")
         await self._check_partial()
 
     async def _wake(self, decision: WakeDecision) -> None:

@@ -7,7 +7,9 @@ the three could disagree on where a pause begins. Here the transcription hears t
 verdict, and every caller gets the same events and the same transcripts.
 
 The caller keeps the policy: it decides whether an utterance is transcribed (`begin`) and what a
-complete command means (`hint_complete`); the stage only pumps frames.
+complete command means (`hint_complete`); the stage only pumps frames. One rule joins the two halves:
+while an utterance is transcribed, Smart Turn's "complete" waits for the words at that pause, and words
+that end open ("set a timer for") veto it (device/turn_text.py): prosody alone cut such pauses.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from device.audio import SAMPLE_RATE_HZ
 from device.stt import SpeechToText, StreamingTranscription, Transcript
+from device.turn_text import ends_open
 from device.vad import Endpointer, VadEvent
 from voxlens.stage import StreamStage
 from voxlens.timing import Timings, monotonic
@@ -45,19 +48,27 @@ class UtteranceStage:
     def push(self, frame: np.ndarray) -> list[VadEvent]:
         """One frame through the endpointer; the utterance being transcribed hears it with the endpointer's verdict."""
         events = self.endpointer.process(frame)
-        if self._stream is not None:
-            self._stream.push(frame, self.endpointer.voiced)
-        return events
+        return events + self._transcribe(frame)
 
     async def feed(self, frame: np.ndarray) -> list[VadEvent]:
         """`push`, with the endpointer (Silero, and Smart Turn when it has it) in a worker thread, not on the event loop."""
         events = await self.endpointer.aprocess(frame)
-        if self._stream is not None:
-            self._stream.push(frame, self.endpointer.voiced)
-        return events
+        return events + self._transcribe(frame)
+
+    def _transcribe(self, frame: np.ndarray) -> list[VadEvent]:
+        if self._stream is None:
+            return []
+        self._stream.push(frame, self.endpointer.voiced)
+        if not self.endpointer.awaiting_text:
+            return []
+        settled = self._stream.settled()   # the words at the pause Smart Turn called complete, once decoded
+        if settled is None:
+            return []
+        return self.endpointer.text_verdict(ends_open(settled.text, settled.language or "en"))
 
     def begin(self, start: VadEvent) -> None:
         """Transcribe the utterance `start` opened, from its audio so far (pre-roll included)."""
+        self.endpointer.await_text = True
         self._stream = StreamingTranscription(self.stt, prompt=self.prompt)
         self._last_partial = ""
         if start.audio is not None and len(start.audio):
@@ -82,6 +93,7 @@ class UtteranceStage:
     def end(self) -> StreamingTranscription | None:
         """Hand over the ended utterance's transcription (`await stream.finish()` for the final)."""
         stream, self._stream = self._stream, None
+        self.endpointer.await_text = False
         return stream
 
     def end_now(self) -> list[VadEvent]:

@@ -94,7 +94,9 @@ class Endpointer:
     With a Smart Turn model (`turn`), a pause of `smart_turn_silence_ms` asks it whether the turn is
     complete: yes ends the turn there (reason "smart_turn"); no waits up to `smart_turn_max_silence_ms`
     for more speech (`silence_ms` is the rule without the model). The grammar's hint still ends on
-    `short_silence_ms`. `process` runs inline; `aprocess` (Silero and Smart Turn alike) in a worker
+    `short_silence_ms`. While `await_text` (the utterance stage transcribes), a "complete" waits for the
+    words at that pause (`text_verdict`): ones that end open veto it. The wait costs the turn nothing, since
+    its final transcript is that same pass; if the words never come, the silence rule ends the turn. `process` runs inline; `aprocess` (Silero and Smart Turn alike) in a worker
     thread, so the device's event loop stays free.
     """
 
@@ -104,10 +106,13 @@ class Endpointer:
         self.vad = vad or SileroVad()
         self.turn = turn
         self.verdicts: deque[TurnVerdict] = deque(maxlen=256)   # the latest verdicts (benches read their cost)
+        self.text_vetoes = 0        # Smart Turn "complete"s the words at the pause overruled
         self.reset()
 
     def reset(self) -> None:
         self.vad.reset()
+        self.await_text = False     # Smart Turn's "complete" waits for the words (set by the utterance stage)
+        self._held: int | None = None   # the pause (its last voiced sample) Smart Turn called complete
         self.in_speech = False
         self.last_prob = 0.0
         self.voiced = False         # this frame had voice, by the hysteresis below (what the streaming STT hears)
@@ -173,8 +178,27 @@ class Endpointer:
         self.verdicts.append(v)
         self._turn_p = v.probability
         if self.in_speech and v.complete and self._asked_for == self._last_voiced_end:
+            if self.await_text and self.cfg.text_veto:
+                self._held = self._asked_for   # ends once the words at this pause do not end open
+                return []
             return [self._end("smart_turn")]
         return []
+
+    @property
+    def awaiting_text(self) -> bool:
+        """Smart Turn called this pause complete; the words at it decide (`text_verdict`)."""
+        return self.in_speech and self._held is not None
+
+    def text_verdict(self, ends_open: bool) -> list[VadEvent]:
+        """The words at the pause Smart Turn called complete: ending open ("set a timer for") vetoes it and
+        the silence rule goes on; otherwise the turn ends now."""
+        if not self.awaiting_text:
+            return []
+        self._held = None
+        if ends_open:
+            self.text_vetoes += 1
+            return []
+        return [self._end("smart_turn")]
 
     def _consume(self, frame: np.ndarray) -> list[VadEvent]:
         frame = np.asarray(frame, dtype=np.int16)
@@ -216,6 +240,7 @@ class Endpointer:
         if p >= thr - 0.15:
             self._last_voiced_end = w_end
             self._ask = None        # voice came back: a question about the pause before is moot
+            self._held = None
         else:
             silent = w_end - self._last_voiced_end
             if self.turn is None:
@@ -259,7 +284,7 @@ class Endpointer:
         audio = audio[: max(0, self._last_voiced_end + tail - self._utt_start)]
         event = VadEvent("speech_end", self._last_voiced_end, audio, detected_sample=self._pos, reason=reason,
                          turn_probability=self._turn_p)
-        self._ask, self._asked_for, self._turn_p = None, -1, None
+        self._ask, self._asked_for, self._turn_p, self._held = None, -1, None, None
         # Audio received after the decision point stays as pre-roll for the next utterance.
         leftover = np.concatenate(self._utt)[self._pos - self._utt_start :] if self._utt else np.zeros(0, np.int16)
         self.in_speech = False

@@ -220,3 +220,23 @@ async def test_gateway_down_speaks_the_offline_message_and_commands_still_work(t
     assert turns[1]["kind"] == "command" and run.platform.volume() > 60
     heard = _heard(device_models, sink)
     assert "reach" in heard and ("volume" in heard or "value" in heard), heard  # tiny.en hears Piper's "volume" as "value"
+
+
+async def test_a_pause_mid_command_does_not_end_the_turn(tmp_path, device_models, gateway, user_speak):
+    """"Set a timer for … ten minutes": the grammar finds "set a timer for" incomplete and Smart Turn hears an
+    unfinished turn, so the 600 ms pause (longer than the 400 ms silence rule without them) does not cut the user
+    off: one turn, the whole command, run on the device."""
+    audio = _script(user_speak, 0.5, WAKE, 0.3, "Set a timer for", 0.6, "ten minutes.", turns_ended(1), 0.3)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port)
+    story = [{k: e.get(k) for k in ("event", "text", "reason", "turn_probability")} for e in events
+             if e["event"] in ("speech_end", "transcript_final", "endpoint_early", "turn")]
+    finals = _of(events, "transcript_final")
+    assert len(finals) == 1, story
+    words = set(re.findall(r"[a-z0-9]+", finals[0]["text"].lower()))
+    assert "timer" in words and words & {"ten", "10"} and "minutes" in words, story
+    (turn,) = _of(events, "turn")
+    assert turn["kind"] == "command" and turn["route"] == "device", story
+    (heard,) = _of(events, "transcript")
+    assert heard["name"] == "timer_set" and heard["slots"] == {"duration_s": 600}, heard
+    assert any(e["event"] == "turn_held" for e in events) or not any(
+        e["event"] == "speech_end" and e["reason"] == "smart_turn" for e in events), story

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from bench.speech import _paced
 from device.audio import SAMPLE_RATE_HZ, read_wav, split_frames
 from device.utterance import UtteranceStage, utterances
 from device.vad import Endpointer
@@ -84,3 +85,24 @@ async def test_the_stream_hears_the_endpointers_own_verdict(stt, silero, shared_
     # inside speech, frames between threshold - 0.15 and threshold still count as voice (not a pause)
     between = [voiced for was, p, voiced in verdicts if was and thr - 0.15 <= p < thr]
     assert between and all(between)
+
+
+@pytest.mark.parametrize("veto", [True, False])
+async def test_words_that_end_open_veto_smart_turns_complete_at_a_pause(stt, silero, smart_turn, user_speak, veto):
+    """"Set a timer for" spoken whole sounds finished (Smart Turn p ~0.98 at the pause); the words at the pause
+    end on "for", so the turn goes on to "ten minutes". Without the veto the same audio is cut in two."""
+    pause = np.zeros(int(0.6 * SAMPLE_RATE_HZ), np.int16)
+    lead = np.zeros(SAMPLE_RATE_HZ // 2, np.int16)
+    pcm = np.concatenate([lead, user_speak("Set a timer for"), pause, user_speak("ten minutes."), lead, lead, lead])
+    silero.reset()
+    endpointer = Endpointer(VadConfig(text_veto=veto), silero, smart_turn)
+    # at a microphone's pace: the transcription decodes while the pause goes on, as on the device
+    found = [u async for u in utterances(_paced(pcm), UtteranceStage(endpointer, stt))]
+    if veto:
+        assert len(found) == 1, [u.to_dict() for u in found]
+        heard = set(re.findall(r"[a-z0-9]+", found[0].text.lower()))
+        assert {"timer", "minutes"} <= heard and heard & {"ten", "10"}, found[0].text
+        assert endpointer.text_vetoes == 1
+    else:
+        assert len(found) == 2 and found[0].reason == "smart_turn", [u.to_dict() for u in found]
+        assert endpointer.text_vetoes == 0

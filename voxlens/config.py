@@ -56,6 +56,7 @@ class VadConfig:
     smart_turn_threshold: float = 0.7         # P(turn complete) at or above which the turn ends at the pause
     smart_turn_silence_ms: int = 120          # the pause after which Smart Turn is asked
     smart_turn_max_silence_ms: int = 1000     # how long a turn it judged unfinished waits for more speech
+    text_veto: bool = True           # a "complete" waits for the words at the pause; ending open vetoes it (device/turn_text.py)
 
 
 @dataclass(frozen=True)
