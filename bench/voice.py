@@ -89,7 +89,7 @@ async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: s
                   "wasted_done": sum(e["event"] == "preemptive_wasted" and e["gateway_done"] for e in events),
                   "head_start_ms": [e["head_start_ms"] for e in events if e["event"] == "preemptive_used"]}
     return {"text": text, "heard": heard, "ok": "first_audio" in timings, "kind": turns[0]["kind"],
-            "turns": len(turns), "cut": ends[0]["at_s"] < true_end_at_s - 0.1,
+            "turns": len(turns), "cut": ends[0]["at_s"] < true_end_at_s - 0.1, "end_reason": ends[0]["reason"],
             "route": turns[0]["route"], "outcome": turns[0]["outcome"], "timings_ms": timings,
             "vad_minus_true_end_ms": round(shift_ms, 1), "audio_lag_max_ms": source.max_lag_ms,
             "preemptive": preemptive}

@@ -33,7 +33,7 @@ class AudioLoop:
                  clock: Clock = monotonic, emit: Callable[[dict], None] | None = None,
                  verifiers: dict[str, Verifier] | None = None, second_look_s: float = 0.0) -> None:
         self.engine, self.wake, self.endpointer, self.stt = engine, wake, endpointer, stt
-        self.utterance = UtteranceStage(endpointer, stt)
+        self.utterance = UtteranceStage(endpointer, stt, on_pass=self._pass_done)
         self.confirmer = WakeConfirmer(wake, verifiers, second_look_s)
         self.clock = clock
         self._emit = emit or (lambda event: None)
@@ -41,6 +41,8 @@ class AudioLoop:
         self._t0_s: float | None = None  # clock time at which the stream's sample 0 arrived
         self._ep_base = 0                # stream offset of the endpointer's sample 0
         self._finals: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._frame_lock = asyncio.Lock()   # a frame and a look between frames never interleave
 
     def emit(self, event: str, **fields: object) -> None:
         self._emit({"event": event, "t_s": round(self.clock(), 4), **fields})
@@ -80,7 +82,31 @@ class AudioLoop:
         while self._finals:
             await asyncio.gather(*list(self._finals), return_exceptions=True)
 
+    def _pass_done(self) -> None:
+        """A transcription pass ended (in its worker thread): look at its words now, not at the next frame
+        (up to 80 ms later); a whole command at a pause ends the turn that much sooner."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._look_between_frames)
+        except RuntimeError:   # the loop has closed: nothing is listening any more
+            pass
+
+    def _look_between_frames(self) -> None:
+        self._spawn(self._between_frames())
+
+    async def _between_frames(self) -> None:
+        async with self._frame_lock:
+            if self.utterance.transcribing and self.engine.hears_speech:
+                await self._check_partial(preempt=False)   # questions leave on the frame's beat, as measured
+
     async def feed(self, frame: np.ndarray) -> None:
+        self._loop = self._loop or asyncio.get_running_loop()
+        async with self._frame_lock:
+            await self._feed(frame)
+
+    async def _feed(self, frame: np.ndarray) -> None:
         if self._t0_s is None:
             self._t0_s = self.clock() - len(frame) / SAMPLE_RATE_HZ
         self.samples += len(frame)
@@ -141,12 +167,15 @@ class AudioLoop:
         self.engine.utterance(text, speech_end_s=speech_end_s, endpoint_s=endpoint_s, transcript_s=transcript_s,
                               audio=stream.audio, language=transcript.language)
 
-    async def _check_partial(self) -> None:
+    async def _check_partial(self, *, preempt: bool = True) -> None:
         text = self.utterance.new_partial()
         if text is not None:
             self.emit("transcript_partial", text=text)
-            if await self.engine.partial(text):
-                self.utterance.hint_complete()
-        settled = self.utterance.settled()
+            self.utterance.hint_complete(text, await self.engine.partial(text))
+        # the words at the pause are that whole command, or they decide Smart Turn's "complete"
+        for event in self.utterance.end_on_command() or self.utterance.text_verdict():
+            await self._on_vad(event)
+            return
+        settled = self.utterance.settled() if preempt else None
         if settled is not None and settled.text.strip():
             await self.engine.preempt(settled.text.strip(), settled.language)   # the question leaves before the endpoint

@@ -30,7 +30,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -260,8 +260,9 @@ class StreamingTranscription:
     """
 
     def __init__(self, stt: SpeechToText, *, interval_ms: int | None = None, prompt: str | None = None,
-                 background: bool = True) -> None:
+                 background: bool = True, on_pass: Callable[[], None] | None = None) -> None:
         self.stt = stt
+        self.on_pass = on_pass        # called from the worker thread after each pass (the caller need not poll)
         # the pass after a pause (and after the endpoint) may be the final: decoded with the final beam
         self.final_stt = (stt if stt.cfg.final_beam_size == stt.cfg.beam_size
                           else stt.with_config(replace(stt.cfg, beam_size=stt.cfg.final_beam_size)))
@@ -344,6 +345,8 @@ class StreamingTranscription:
             self.passes += 1
             with self._cond:
                 self._latest, self._latest_samples, self._latest_final = t, len(audio), final
+            if self.on_pass is not None:
+                self.on_pass()
 
     async def finish(self) -> Transcript:
         """The final transcript: the last partial if it already covers all the speech, else one more pass."""

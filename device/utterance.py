@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator
+from typing import AsyncIterable, AsyncIterator, Callable
 
 import numpy as np
 
@@ -30,12 +30,15 @@ from voxlens.timing import Timings, monotonic
 class UtteranceStage:
     """Frames in; speech_start / speech_end events out; the utterance transcribed while it is spoken."""
 
-    def __init__(self, endpointer: Endpointer, stt: SpeechToText, *, prompt: str | None = None) -> None:
+    def __init__(self, endpointer: Endpointer, stt: SpeechToText, *, prompt: str | None = None,
+                 on_pass: Callable[[], None] | None = None) -> None:
         self.endpointer = endpointer
         self.stt = stt
         self.prompt = prompt
+        self.on_pass = on_pass   # each transcription pass done (worker thread): new words to look at now
         self._stream: StreamingTranscription | None = None
         self._last_partial = ""
+        self._command = ""      # the latest partial, when the grammar found it a whole command
 
     @property
     def in_speech(self) -> bool:
@@ -51,15 +54,26 @@ class UtteranceStage:
         return events + self._transcribe(frame)
 
     async def feed(self, frame: np.ndarray) -> list[VadEvent]:
-        """`push`, with the endpointer (Silero, and Smart Turn when it has it) in a worker thread, not on the event loop."""
-        events = await self.endpointer.aprocess(frame)
-        return events + self._transcribe(frame)
+        """`push`, with the endpointer (Silero, and Smart Turn when it has it) in worker threads, not on the event loop.
+
+        The transcription hears the frame before Smart Turn is asked about the pause it ends: the pass that
+        pause starts (the likely final) then runs beside the model instead of ~50-100 ms behind it."""
+        events = await asyncio.to_thread(self.endpointer.consume, frame)
+        events += self._transcribe(frame)
+        if self.endpointer.asking:
+            events += await asyncio.to_thread(self.endpointer.answer)
+            events += self.text_verdict()
+        return events
 
     def _transcribe(self, frame: np.ndarray) -> list[VadEvent]:
         if self._stream is None:
             return []
-        self._stream.push(frame, self.endpointer.voiced)
-        if not self.endpointer.awaiting_text:
+        self._stream.push(frame, self.endpointer.voiced_for_stt)
+        return self.text_verdict()
+
+    def text_verdict(self) -> list[VadEvent]:
+        """Smart Turn called the pause complete: the words at it, once decoded, end the turn or veto that."""
+        if self._stream is None or not self.endpointer.awaiting_text:
             return []
         settled = self._stream.settled()   # the words at the pause Smart Turn called complete, once decoded
         if settled is None:
@@ -69,8 +83,9 @@ class UtteranceStage:
     def begin(self, start: VadEvent) -> None:
         """Transcribe the utterance `start` opened, from its audio so far (pre-roll included)."""
         self.endpointer.await_text = True
-        self._stream = StreamingTranscription(self.stt, prompt=self.prompt)
+        self._stream = StreamingTranscription(self.stt, prompt=self.prompt, on_pass=self.on_pass)
         self._last_partial = ""
+        self._command = ""
         if start.audio is not None and len(start.audio):
             self._stream.push(start.audio, True)
 
@@ -86,14 +101,31 @@ class UtteranceStage:
         """The partial that covers every voiced frame so far, decoded as a final (what the final would be now)."""
         return self._stream.settled() if self._stream is not None else None
 
-    def hint_complete(self) -> None:
-        """The words so far form a whole command: end on the shorter silence."""
-        self.endpointer.hint_complete()
+    def hint_complete(self, text: str = "", complete: bool = True) -> None:
+        """What the grammar made of the latest partial `text`: a whole command ends on the shorter silence, or
+        sooner (`end_on_command`); words that no longer are one (the user went on) take that back."""
+        self.endpointer.hint_complete(complete)
+        self._command = text.strip() if complete else ""
+
+    def end_on_command(self) -> list[VadEvent]:
+        """End the turn at the pause once the words there, decoded as the final will be, are the whole command
+        the grammar matched ([vad] settled_command_end).
+
+        Why not wait for `short_silence_ms`: by then the final is already decoded (it is this same pass), so
+        the wait bought nothing but delay; the words themselves say the command is whole. Voice coming back
+        before the pass ends makes it moot (`settled` covers every voiced frame, and a voiced frame ends nothing)."""
+        if not (self.endpointer.cfg.settled_command_end and self._command and self.in_speech):
+            return []
+        settled = self.settled()
+        if settled is None or settled.text.strip() != self._command:
+            return []
+        return self.endpointer.end_at_pause("command")
 
     def end(self) -> StreamingTranscription | None:
         """Hand over the ended utterance's transcription (`await stream.finish()` for the final)."""
         stream, self._stream = self._stream, None
         self.endpointer.await_text = False
+        self._command = ""
         return stream
 
     def end_now(self) -> list[VadEvent]:

@@ -93,8 +93,9 @@ class Endpointer:
 
     With a Smart Turn model (`turn`), a pause of `smart_turn_silence_ms` asks it whether the turn is
     complete: yes ends the turn there (reason "smart_turn"); no waits up to `smart_turn_max_silence_ms`
-    for more speech (`silence_ms` is the rule without the model). The grammar's hint still ends on
-    `short_silence_ms`. While `await_text` (the utterance stage transcribes), a "complete" waits for the
+    for more speech (`silence_ms` is the rule without the model). The grammar's hint (a whole command) ends on
+    `short_silence_ms` and is not put to Smart Turn: the model's ~50-100 ms would only slow the transcription
+    pass that decides sooner (device/utterance.py, `end_on_command`). While `await_text` (the utterance stage transcribes), a "complete" waits for the
     words at that pause (`text_verdict`): ones that end open veto it. The wait costs the turn nothing, since
     its final transcript is that same pass; if the words never come, the silence rule ends the turn. `process` runs inline; `aprocess` (Silero and Smart Turn alike) in a worker
     thread, so the device's event loop stays free.
@@ -115,6 +116,7 @@ class Endpointer:
         self._held: int | None = None   # the pause (its last voiced sample) Smart Turn called complete
         self.in_speech = False
         self.last_prob = 0.0
+        self.ends_voiced = False    # this frame's last window had voice
         self.voiced = False         # this frame had voice, by the hysteresis below (what the streaming STT hears)
         self.complete_hint = False
         self._ask: np.ndarray | None = None   # the utterance so far, waiting for Smart Turn's verdict
@@ -140,13 +142,25 @@ class Endpointer:
 
     def process(self, frame: np.ndarray) -> list[VadEvent]:
         """One frame; a Smart Turn question it raises is answered inline (blocking for its ~50-100 ms)."""
-        events = self._consume(frame)
-        if self._ask is not None and self.turn is not None:
-            try:
-                events += self.verdict(self.turn.predict(self._ask))
-            except Exception as exc:  # noqa: BLE001 - the model failing must not stop endpointing
-                self._turn_failed(exc)
-        return events
+        return self.consume(frame) + self.answer()
+
+    @property
+    def asking(self) -> bool:
+        """The last frame raised a Smart Turn question that `answer` has yet to put."""
+        return self._ask is not None and self.turn is not None
+
+    def answer(self) -> list[VadEvent]:
+        """Put the pending Smart Turn question (if any) and act on its verdict.
+
+        Apart from `consume` so that a caller can let the frame reach the transcription first: the pass a
+        pause starts need not queue behind this model's ~50-100 ms."""
+        if not self.asking:
+            return []
+        try:
+            return self.verdict(self.turn.predict(self._ask))
+        except Exception as exc:  # noqa: BLE001 - the model failing must not stop endpointing
+            self._turn_failed(exc)
+            return []
 
     async def aprocess(self, frame: np.ndarray) -> list[VadEvent]:
         """`process` in a worker thread: Silero's windows and a Smart Turn question (~50-100 ms) never stall
@@ -200,7 +214,8 @@ class Endpointer:
             return []
         return [self._end("smart_turn")]
 
-    def _consume(self, frame: np.ndarray) -> list[VadEvent]:
+    def consume(self, frame: np.ndarray) -> list[VadEvent]:
+        """One frame through Silero and the start / silence rules; a Smart Turn question waits for `answer`."""
         frame = np.asarray(frame, dtype=np.int16)
         events: list[VadEvent] = []
         if self.in_speech:
@@ -214,6 +229,7 @@ class Endpointer:
             self.voiced = False
         for p in probs:
             self.voiced |= p >= self.cfg.threshold - (0.15 if self.in_speech else 0.0)
+            self.ends_voiced = p >= self.cfg.threshold - (0.15 if self.in_speech else 0.0)
             w_start, self._pos = self._pos, self._pos + WINDOW_SAMPLES
             event = self._step(p, w_start, self._pos)
             if event:
@@ -262,6 +278,8 @@ class Endpointer:
         endpoint`, p >= 0.7: of 48 real sentences cut mid-phrase, 9 called complete with no trailing silence,
         15 with 120 ms, 23 with 300 ms), so it hears the same trailing audio (Silero's own hangover)
         however late it is asked."""
+        if self.complete_hint:   # the grammar has a whole command: its words and the short silence decide
+            return
         if self._asked_for != self._last_voiced_end and silent >= self._ms(self.cfg.smart_turn_silence_ms):
             self._asked_for = self._last_voiced_end
             self._ask = np.concatenate(self._utt)[: self._last_voiced_end - self._utt_start]
@@ -294,6 +312,20 @@ class Endpointer:
         self._history_start = self._pos
         self._run_start = None
         return event
+
+    @property
+    def voiced_for_stt(self) -> bool:
+        """Whether the transcription should hear this frame as speech. A frame that ends in silence is a pause
+        once the grammar has a whole command: its pass then starts a frame (80 ms) sooner, and that pass is
+        the final. Otherwise only a wholly silent frame is: every pass a pause starts costs a decode."""
+        return self.ends_voiced if self.complete_hint else self.voiced
+
+    def end_at_pause(self, reason: str) -> list[VadEvent]:
+        """End the utterance at its last voice once the pause has lasted `command_silence_ms`: the caller
+        knows the words there finish the turn."""
+        if not self.in_speech or self._pos - self._last_voiced_end < self._ms(self.cfg.command_silence_ms):
+            return []
+        return [self._end(reason)]
 
     def end_now(self) -> list[VadEvent]:
         """End the current utterance at once (the grammar already has a complete command)."""

@@ -2,15 +2,18 @@
 and the speech bench all go through it, so what it finds is what each of them finds."""
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 
 import numpy as np
 import pytest
 
-from bench.speech import _paced
+from bench.speech import _paced, voiced_bounds
+from device.commands import is_complete
 from device.audio import SAMPLE_RATE_HZ, read_wav, split_frames
 from device.utterance import UtteranceStage, utterances
-from device.vad import Endpointer
+from device.vad import Endpointer, VadEvent
 from voxlens.config import VadConfig
 
 CLIPS = ("speechbrain_harvard_spk1_snt1.wav", "speechbrain_harvard_spk1_snt4.wav")
@@ -106,3 +109,65 @@ async def test_words_that_end_open_veto_smart_turns_complete_at_a_pause(stt, sil
     else:
         assert len(found) == 2 and found[0].reason == "smart_turn", [u.to_dict() for u in found]
         assert endpointer.text_vetoes == 0
+
+
+async def _command_turn(stage: UtteranceStage, pcm: np.ndarray, passes: threading.Event) -> list[VadEvent]:
+    """Feed `pcm` as the device does, with the grammar's verdict on each new partial; at a pause, wait for the
+    pass it started (the device looks at a pass the moment it ends) before the next frame."""
+    ended: list[VadEvent] = []
+    for frame in split_frames(pcm):
+        events = stage.push(frame)
+        for ev in events:
+            if ev.kind == "speech_start":
+                stage.begin(ev)
+        if stage.transcribing and stage.in_speech and not stage.endpointer.voiced_for_stt:
+            while stage.settled() is None:   # the pause's pass, decoded as the final will be
+                assert await asyncio.to_thread(passes.wait, 60), "no transcription pass within 60 s"
+                passes.clear()
+        text = stage.new_partial()
+        if text is not None:
+            stage.hint_complete(text, is_complete(text))
+        events += stage.end_on_command()
+        for ev in events:
+            if ev.kind == "speech_end":
+                ended.append(ev)
+                stream = stage.end()
+                if stream is not None:
+                    await stream.aclose()
+    return ended
+
+
+@pytest.mark.parametrize("settled_end", [True, False])
+async def test_a_whole_command_ends_on_its_words_at_the_pause(stt, silero, user_speak, settled_end):
+    """"Take a photo." at a pause: once the pass that pause started reads as that whole command (the final, since
+    it covers every voiced frame), the turn ends there, after command_silence_ms rather than short_silence_ms.
+    Off ([vad] settled_command_end = false), the same audio waits for the short silence."""
+    cfg = VadConfig(settled_command_end=settled_end)
+    lead = np.zeros(SAMPLE_RATE_HZ // 2, np.int16)
+    pcm = np.concatenate([lead, user_speak("Take a photo."), lead, lead])
+    silero.reset()
+    passes = threading.Event()
+    stage = UtteranceStage(Endpointer(cfg, silero), stt, on_pass=passes.set)
+    ended = await _command_turn(stage, pcm, passes)
+    assert len(ended) == 1, ended
+    waited_ms = (ended[0].detected_sample - ended[0].sample) * 1000 / SAMPLE_RATE_HZ   # the silence it ended on
+    if settled_end:
+        assert ended[0].reason == "command"
+        assert cfg.command_silence_ms <= waited_ms < cfg.short_silence_ms, waited_ms
+    else:
+        assert ended[0].reason == "silence" and waited_ms >= cfg.short_silence_ms, waited_ms
+
+
+async def test_a_gap_inside_a_command_does_not_end_it(stt, silero, user_speak):
+    """"Cancel the timer" is a whole command, but the user goes on after a 100 ms gap, a breath between words
+    ("… called tea"): the words at that gap never end the turn; the whole of it is one utterance."""
+    first, rest = user_speak("Cancel the timer"), user_speak("called tea.")
+    first = first[: voiced_bounds(first)[1]]
+    rest = rest[voiced_bounds(rest)[0]:]
+    lead = np.zeros(SAMPLE_RATE_HZ // 2, np.int16)
+    pcm = np.concatenate([lead, first, np.zeros(int(0.1 * SAMPLE_RATE_HZ), np.int16), rest, lead, lead])
+    silero.reset()
+    passes = threading.Event()
+    stage = UtteranceStage(Endpointer(VadConfig(), silero), stt, on_pass=passes.set)
+    ended = await _command_turn(stage, pcm, passes)
+    assert len(ended) == 1 and ended[0].sample / SAMPLE_RATE_HZ > (len(lead) + len(first)) / SAMPLE_RATE_HZ + 0.3, ended

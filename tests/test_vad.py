@@ -102,6 +102,33 @@ def test_short_silence_after_complete_hint(silero, two_phrases):
     assert (end.detected_sample - end.sample) / 16 < 400
 
 
+@pytest.mark.parametrize("command_silence_ms", [64, 96, 160])
+def test_end_at_pause_waits_for_command_silence(silero, two_phrases, command_silence_ms):
+    """The words at a pause may end the turn (a whole command), but only once the pause has lasted
+    command_silence_ms: a shorter gap is a breath inside the command. It ends at the last voice."""
+    pcm, _ = two_phrases
+    silero.reset()
+    ep = Endpointer(VadConfig(silence_ms=700, command_silence_ms=command_silence_ms), silero)
+    refused = 0
+    for f in split_frames(pcm):
+        assert not [e for e in ep.process(f) if e.kind == "speech_end"]
+        if not ep.in_speech:
+            continue
+        silent_ms = (ep._pos - ep._last_voiced_end) / 16
+        ended = ep.end_at_pause("command")
+        if silent_ms < command_silence_ms:
+            assert ended == []
+            refused += silent_ms > 0
+            continue
+        (end,) = ended
+        assert end.reason == "command" and (end.detected_sample - end.sample) / 16 >= command_silence_ms
+        assert not ep.in_speech
+        break
+    else:
+        pytest.fail("the pause never reached command_silence_ms")
+    assert refused   # it was asked during the pause, before it had lasted long enough
+
+
 def test_missing_model_is_named(tmp_path):
     from models.catalog import ModelError
 
