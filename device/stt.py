@@ -303,11 +303,16 @@ class StreamingTranscription:
         return self._latest
 
     def settled(self) -> Transcript | None:
-        """The latest partial when it covers every voiced frame so far and was decoded as a final:
-        what `finish()` would return if the endpoint fired now (the device's preemptive query)."""
+        """The latest partial when it was decoded as a final at a pause: it covers every voiced frame so far
+        and a silent one after them. What `finish()` would return if the endpoint fired now (the device's
+        preemptive query, a whole command's end, the words that may veto Smart Turn).
+
+        Why the silent frame: a pass that happened to start on the last voiced frame hears the voice cut off
+        mid-word, and Whisper closes such audio as a sentence ("Eight of spades, four of course." where the
+        pass at the pause heard "four of..."), which would end the turn on words nobody said."""
         with self._cond:
             latest = self._latest
-            if latest is not None and self._latest_final and self._latest_samples >= self._voiced_end:
+            if latest is not None and self._latest_final and self._latest_samples > self._voiced_end:
                 return latest
         return None
 
