@@ -39,7 +39,8 @@ EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
                                       "help": "every utterance twice in a row, [device] preemptive off then on, "
                                               "reported as two runs (a shared machine's drift falls on both)"}),
               (("--kinds",), {"metavar": "commands,questions,...", "default": "",
-                              "help": "only these kinds (commands, questions, recorded, paused, offline; default all)"})),
+                              "help": "only these kinds (commands, questions, recorded, paused, offline, gapped: a command going on after "
+                                      "a 100 / 150 ms gap, cut counted; default all)"})),
 }
 
 

@@ -54,8 +54,13 @@ QUESTIONS = (
     "What is the chemical symbol for gold?", "How many planets are in the solar system?",
     "What is the largest animal on Earth?", "Give me a synonym for happy.",
 )
+# A whole command, then more of the same command after a short gap (a breath between words): the command's
+# end on its words at the pause ([vad] command_silence_ms) must not cut it there ("cut" counts the ones it did).
+GAPPED = (("Set a timer for five minutes", "called pasta."), ("Cancel the timer", "called tea."),
+          ("Set a timer for ten minutes", "for the eggs."), ("Take a photo", "of the sunset."))
+GAPS_S = (0.1, 0.15)
 EXPECTED_KIND = {"commands": "command", "questions": "query", "recorded": "query", "paused": "query",
-                 "offline": "query"}
+                 "offline": "query", "gapped": "command"}
 STAGES = ("endpoint", "transcript", "intent", "route", "first_token", "first_audio")
 WAKE = "Hey vox lens."
 
@@ -162,6 +167,18 @@ def _spoken(texts, speak) -> list[tuple[str, np.ndarray, int]]:
     return [(text, speak(text), voiced_bounds(speak(text))[1]) for text in texts]
 
 
+def _gapped(speak, quick: bool) -> list[tuple[str, np.ndarray, int]]:
+    """GAPPED's two halves, trimmed to their voice and joined by each of GAPS_S of silence."""
+    cases = []
+    for first, rest in GAPPED[:2] if quick else GAPPED:
+        a, b = speak(first), speak(rest)
+        a, b = a[: voiced_bounds(a)[1]], b[voiced_bounds(b)[0]:]
+        for gap in GAPS_S:
+            pcm = np.concatenate([a, np.zeros(int(gap * SAMPLE_RATE_HZ), np.int16), b, np.zeros(SAMPLE_RATE_HZ // 5, np.int16)])
+            cases.append((f"{first} | {int(gap * 1000)} ms | {rest}", pcm, len(a) + int(gap * SAMPLE_RATE_HZ) + len(b)))
+    return cases
+
+
 def recorded(quick: bool) -> dict[str, list[tuple[str, np.ndarray, int]]]:
     """Real recordings (../shared/eval/speech) as questions: whole, and with a 0.4-0.7 s pause spliced between two
     words (bench/endpoint.py's cases), where a preemptive turn sent at the pause is wasted when the user goes on."""
@@ -184,7 +201,7 @@ def _references() -> dict[str, str]:
         return {r["file"]: r["reference_transcript"] for r in csv.DictReader(fh, delimiter="\t")}
 
 
-KINDS = ("commands", "questions", "recorded", "paused", "offline")
+KINDS = ("commands", "questions", "recorded", "paused", "offline", "gapped")
 
 
 async def _run_kinds(variants: dict[str, tuple[Config, Config]], models, wav_dir: Path, wake_pcm: np.ndarray,
@@ -195,7 +212,8 @@ async def _run_kinds(variants: dict[str, tuple[Config, Config]], models, wav_dir
     for kind, items, offline in (("commands", lambda: _spoken(COMMANDS[:n], speak), False),
                                  ("questions", lambda: _spoken(QUESTIONS[:n], speak), False),
                                  ("recorded", lambda: real["recorded"], False), ("paused", lambda: real["paused"], False),
-                                 ("offline", lambda: _spoken(QUESTIONS[: max(2, n // 4)], speak), True)):
+                                 ("offline", lambda: _spoken(QUESTIONS[: max(2, n // 4)], speak), True),
+                                 ("gapped", lambda: _gapped(speak, n < 20), False)):
         if kind not in kinds:
             continue
         items = items()
@@ -302,7 +320,8 @@ def _table(result: dict) -> None:
     width = max(len(name) for name in result["runs"]) + 16
     print(f"{'':10} {'cpu':<{width}} {'n ok':>6} {'p50':>7} {'p90':>7}   " + " ".join(f"{s:>11}" for s in STAGES)
           + f" {'lag max':>8}")
-    for kind, target in (("commands", 200), ("questions", 500), ("recorded", 500), ("paused", 500), ("offline", 1000)):
+    for kind, target in (("commands", 200), ("questions", 500), ("recorded", 500), ("paused", 500), ("offline", 1000),
+                         ("gapped", 200)):
         for name, run_result in result["runs"].items():
             if kind not in run_result:
                 continue
@@ -316,7 +335,7 @@ def _table(result: dict) -> None:
             print(f"{'':10} (target p50 <= {target} ms)")
     print(f"preemptive generation ([device] preemptive = {str(result.get('preemptive')).lower()} unless a run says): "
           "questions sent on a settled partial; used = adopted by the final, wasted = cancelled")
-    for kind in ("commands", "questions", "recorded", "paused"):
+    for kind in ("commands", "questions", "recorded", "paused", "gapped"):
         for name, run_result in result["runs"].items():
             if kind not in run_result:
                 continue

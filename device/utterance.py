@@ -101,7 +101,7 @@ class UtteranceStage:
         """The partial that covers every voiced frame so far, decoded as a final (what the final would be now)."""
         return self._stream.settled() if self._stream is not None else None
 
-    def hint_complete(self, text: str = "", complete: bool = True) -> None:
+    def hint_complete(self, text: str, complete: bool) -> None:
         """What the grammar made of the latest partial `text`: a whole command ends on the shorter silence, or
         sooner (`end_on_command`); words that no longer are one (the user went on) take that back."""
         self.endpointer.hint_complete(complete)

@@ -228,8 +228,8 @@ class Endpointer:
             self.last_prob = max(probs)
             self.voiced = False
         for p in probs:
-            self.voiced |= p >= self.cfg.threshold - (0.15 if self.in_speech else 0.0)
             self.ends_voiced = p >= self.cfg.threshold - (0.15 if self.in_speech else 0.0)
+            self.voiced |= self.ends_voiced
             w_start, self._pos = self._pos, self._pos + WINDOW_SAMPLES
             event = self._step(p, w_start, self._pos)
             if event:

@@ -58,7 +58,7 @@ class VadConfig:
     smart_turn_max_silence_ms: int = 1000     # how long a turn it judged unfinished waits for more speech
     text_veto: bool = True           # a "complete" waits for the words at the pause; ending open vetoes it (device/turn_text.py)
     settled_command_end: bool = True  # a whole device command ends the turn once the words at the pause are decoded
-    command_silence_ms: int = 96      # ... and the pause has lasted this long (shorter gaps are mid-command)
+    command_silence_ms: int = 128     # ... and the pause has lasted this long (shorter gaps are mid-command)
 
 
 @dataclass(frozen=True)
