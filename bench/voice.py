@@ -34,7 +34,7 @@ import numpy as np
 
 from bench.speech import summary, voiced_bounds
 from device.audio import FRAME_S, SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
-from voxlens.config import BackendConfig, Config, DeviceConfig
+from voxlens.config import BackendConfig, Config
 from voxlens.config import load as load_config
 
 COMMANDS = (
@@ -93,11 +93,14 @@ async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: s
                   "wasted": sum(e["event"] == "preemptive_wasted" for e in events),
                   "wasted_done": sum(e["event"] == "preemptive_wasted" and e["gateway_done"] for e in events),
                   "head_start_ms": [e["head_start_ms"] for e in events if e["event"] == "preemptive_used"]}
+    rechecks = [e for e in events if e["event"] == "command_recheck"]
+    recheck = {"rechecked": bool(rechecks), "taken": rechecks[0]["command"] if rechecks else "",
+               "ms": rechecks[0]["ms"] if rechecks else 0.0}
     return {"text": text, "heard": heard, "ok": "first_audio" in timings, "kind": turns[0]["kind"],
             "turns": len(turns), "cut": ends[0]["at_s"] < true_end_at_s - 0.1, "end_reason": ends[0]["reason"],
             "route": turns[0]["route"], "outcome": turns[0]["outcome"], "timings_ms": timings,
             "vad_minus_true_end_ms": round(shift_ms, 1), "audio_lag_max_ms": source.max_lag_ms,
-            "preemptive": preemptive}
+            "preemptive": preemptive, "command_recheck": recheck}
 
 
 class LagProbe:
@@ -245,6 +248,10 @@ def _kind_summary(kind: str, rows: list[dict]) -> dict:
                           for s in STAGES if sum(s in r["timings_ms"] for r in typical) > len(typical) // 2},
         "audio_lag_max_ms": max((r.get("audio_lag_max_ms", 0.0) for r in rows), default=0.0),
         "preemptive": _preemptive_summary(rows),
+        "command_recheck": {"rechecked": sum(r.get("command_recheck", {}).get("rechecked", False) for r in rows),
+                            "taken": sum(bool(r.get("command_recheck", {}).get("taken")) for r in rows),
+                            "ms": summary([r["command_recheck"]["ms"] for r in rows
+                                           if r.get("command_recheck", {}).get("rechecked")])},
         "utterances": rows,
     }
 
@@ -291,8 +298,8 @@ async def _bench(args: argparse.Namespace) -> dict:
     result: dict = {"machine": {"cpus": os.cpu_count()}, "preemptive": cfg.device.preemptive, "runs": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            device_cfg = replace(cfg, device=DeviceConfig(gateway=f"127.0.0.1:{gw.port}", media_dir=f"{tmp}/media",
-                                                          follow_up_s=0.5, preemptive=cfg.device.preemptive))
+            device_cfg = replace(cfg, device=replace(cfg.device, gateway=f"127.0.0.1:{gw.port}",
+                                                     media_dir=f"{tmp}/media", follow_up_s=0.5))
             offline_cfg = replace(device_cfg, device=replace(device_cfg.device, gateway=f"127.0.0.1:{_free_port()}"))
             variants = {"": (device_cfg, offline_cfg)}
             if getattr(args, "ab_preemptive", False):
@@ -344,6 +351,16 @@ def _table(result: dict) -> None:
                   f"head start p50 {p['head_start_ms']['p50']} / p90 {p['head_start_ms']['p90']} ms  "
                   f"sent p50 {p['sent_after_true_end_ms']['p50']} ms after the true end  cut {p['cut']}  "
                   f"wasted after the gateway answered {p['wasted_after_gateway_answered']}")
+    print("understood as intended (a command run on the device, a question asked); rechecked ([device] "
+          "command_recheck): short near-miss commands heard again with the command prompt, taken = it found one")
+    for kind in KINDS:
+        for name, run_result in result["runs"].items():
+            if kind not in run_result:
+                continue
+            r = run_result[kind]
+            look = r["command_recheck"]
+            print(f"{kind:10} {name:<{width}} {r['understood_as_intended']:>3}/{r['n']:<3} rechecked {look['rechecked']:>3}"
+                  f"  taken {look['taken']:>3}  recheck p50 {look['ms']['p50']} ms")
 
 
 def run(args: argparse.Namespace) -> int:

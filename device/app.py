@@ -48,6 +48,13 @@ class DeviceModels:
     turn: SmartTurn | None = None   # semantic end of turn; None: silence-based endpointing
 
 
+def _command_recheck(stt: SpeechToText) -> Callable[[np.ndarray, str], str]:
+    """Whisper again on the utterance, prompted with the command vocabulary (device/command_rescue.py)."""
+    def look(audio: np.ndarray, prompt: str) -> str:
+        return stt.transcribe(audio, prompt=prompt, refit_loops=False).text   # a loop still holds the command
+    return look
+
+
 def load_models(cfg: Config) -> DeviceModels:
     """Every model, once. The Whisper follows [stt] languages, one voice per language; a language without its
     model or voice is a start-up warning naming the fix, and the others keep working."""
@@ -112,7 +119,8 @@ async def run_device(cfg: Config, models: DeviceModels, source: AsyncIterable[np
                         actions=DeviceActions(platform, cfg.device.zone),
                         speaker=speaker, client=client, emit=emit,
                         barge_in_on_speech=cfg.device.barge_in_on_speech,
-                        preemptive=cfg.device.preemptive and asker is None)   # a satellite's asker takes the audio
+                        preemptive=cfg.device.preemptive and asker is None,   # a satellite's asker takes the audio
+                        recheck=_command_recheck(models.stt) if cfg.device.command_recheck else None)
     endpointer = Endpointer(cfg.vad, models.vad, models.turn if cfg.vad.smart_turn else None)
     loop = AudioLoop(engine, wake=models.wake, endpointer=endpointer, stt=models.stt, emit=emit,
                      verifiers=models.verifiers, second_look_s=cfg.wakeword.second_look_s)

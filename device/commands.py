@@ -62,11 +62,15 @@ class LanguageData:
     open_number_words: frozenset[str] = frozenset()  # a partial ending on one may still grow ("twenty" -> "twenty five")
     not_a_name: frozenset[str] = frozenset()         # a timer "name" that is really a determiner ("my timer")
     warm: tuple[str, ...] = ()                        # sentences matched at load, to build hassil's number tries then
+    command_prompt: str = ""   # Whisper's prompt for a second look at a near-miss command (device/command_recheck.py)
+    command_words: frozenset[str] = frozenset()       # words that make a short transcript worth that second look
 
     @classmethod
     def from_dict(cls, data: Mapping) -> LanguageData:
         return cls(frozenset(w.lower() for w in data.get("open_number_words", ())),
-                   frozenset(w.lower() for w in data.get("not_a_name", ())), tuple(data.get("warm", ())))
+                   frozenset(w.lower() for w in data.get("not_a_name", ())), tuple(data.get("warm", ())),
+                   str(data.get("command_prompt", "")),
+                   frozenset(w.lower() for w in data.get("command_words", ())))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from device.actions import DeviceActions, timer_done_phrase
 from device.platform import Timer
 from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AskEvent, AudioEvent, ClientError,
                                   GatewayUnavailable, RouteEvent, TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
+from device.command_recheck import Recheck, pick, worth_a_recheck
 from device.commands import Grammar, Understanding, grammar_for
 from device.preemptive import PreemptiveTurn
 from voxlens.cancel import CancelToken
@@ -96,13 +97,16 @@ class TurnRecord:
 class TurnEngine:
     def __init__(self, cfg: DeviceConfig, *, grammar: Grammar, actions: DeviceActions, speaker: Speaker,
                  client: Asker | None = None, emit: Callable[[dict], None] | None = None,
-                 clock: Clock = monotonic, barge_in_on_speech: bool = True, preemptive: bool = False) -> None:
+                 clock: Clock = monotonic, barge_in_on_speech: bool = True, preemptive: bool = False,
+                 recheck: Callable[[np.ndarray, str], str] | None = None) -> None:
         self.cfg = cfg
         self.grammar, self.actions, self.speaker, self.client = grammar, actions, speaker, client
         self._emit = emit or (lambda event: None)
         self.clock = clock
         self.barge_in_on_speech = barge_in_on_speech
         self.preemptive = preemptive   # ask the gateway on a settled partial ([device] preemptive)
+        # (audio, prompt) -> text: Whisper again, prompted with the command vocabulary, for a near-miss command
+        self.recheck = recheck
         self._preemptive: PreemptiveTurn | None = None
         self._preempt_seen: tuple[str, str] = ("", "")   # the last settled partial offered (asked about once)
         self.state = State.IDLE
@@ -311,6 +315,8 @@ class TurnEngine:
         self.speaker.language = record.language   # the voice of the turn's language (device/voices.py)
         try:
             understanding = await asyncio.to_thread(self._understand, record.text, record.language)
+            if understanding.command is None and understanding.kind != "empty" and audio is not None:
+                understanding = await self._recheck(record, understanding, audio)
             record.timings.add("intent", origin_s)
             record.kind = understanding.kind
             record.name = (understanding.command.name if understanding.command else
@@ -340,6 +346,27 @@ class TurnEngine:
                       route=record.route,
                       answer=record.answer, outcome=record.outcome, timings_ms=record.timings.as_ms(),
                       summary=record.summary())
+
+    async def _recheck(self, record: TurnRecord, understanding: Understanding, audio: np.ndarray) -> Understanding:
+        """A short near-miss command ("Volume app") heard again with the command prompt (device/command_recheck.py);
+        the command it finds replaces the words, anything else leaves the turn as it was."""
+        grammar = grammar_for(record.language, self.grammar)
+        if self.recheck is None or not worth_a_recheck(record.text, grammar.words):
+            return understanding
+        started_s = self.clock()
+
+        def look() -> Recheck:
+            heard = self.recheck(audio, grammar.words.command_prompt)
+            return pick(record.text, heard, grammar.parse)
+
+        found = await asyncio.to_thread(look)
+        self.emit("command_recheck", text=record.text, heard=found.heard, taken=found.text,
+                  command=found.command.name if found.command else "", similarity=round(found.similarity, 2),
+                  ms=round((self.clock() - started_s) * 1000, 1))
+        if found.command is None:
+            return understanding
+        record.text = found.text
+        return Understanding(text=found.text, command=found.command)
 
     def _first_audio(self, record: TurnRecord, origin_s: float) -> Callable[[], None]:
         def mark() -> None:

@@ -149,8 +149,11 @@ class SpeechToText:
         floor = max(self.cfg.encoder_window_s, self.cfg.multilingual_window_s if self.multilingual else 0.0)
         return min(STOCK_WINDOW_S, max(floor, math.ceil(audio_s + 2.0)))
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> Transcript:
-        """16 kHz mono audio (int16 or float) -> text. `prompt` (or cfg.initial_prompt) biases the vocabulary."""
+    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None, refit_loops: bool = True) -> Transcript:
+        """16 kHz mono audio (int16 or float) -> text. `prompt` (or cfg.initial_prompt) biases the vocabulary.
+
+        refit_loops=False keeps a short-window decode that looped ("unmute, unmute, unmute") instead of decoding
+        again with the 30 s window: for a caller that only wants the first clause (device/command_recheck.py)."""
         audio = _as_float(audio)
         audio_s = len(audio) / SAMPLE_RATE_HZ
         if audio_s > MAX_AUDIO_S:
@@ -163,7 +166,7 @@ class SpeechToText:
             if audio_s + 2.0 > STOCK_WINDOW_S or self.cfg.encoder_window_s <= 0:
                 text, language, prob = self._transcribe_stock(audio, prompt)
             else:
-                text, language, prob = self._transcribe_window(audio, audio_s, prompt)
+                text, language, prob = self._transcribe_window(audio, audio_s, prompt, refit_loops)
             detected = self._detected
         return Transcript(text.strip(), language, timings, audio_s=audio_s, language_prob=prob,
                           detected_language=detected)
@@ -210,7 +213,8 @@ class SpeechToText:
         text = "".join(s.text for s in segments)
         return text, language, prob
 
-    def _transcribe_window(self, audio: np.ndarray, audio_s: float, prompt: str | None) -> tuple[str, str, float]:
+    def _transcribe_window(self, audio: np.ndarray, audio_s: float, prompt: str | None,
+                           refit_loops: bool = True) -> tuple[str, str, float]:
         fe = self.model.feature_extractor
         frames = int(self.window_s(audio_s) * SAMPLE_RATE_HZ) // fe.hop_length
         features = fe(audio)[:, :frames]
@@ -232,7 +236,7 @@ class SpeechToText:
         if result.no_speech_prob > 0.8 and not ids:
             return "", language, prob
         text = tokenizer.decode(ids)
-        if len(ids) >= max_new - 1 or looks_looped(text):
+        if refit_loops and (len(ids) >= max_new - 1 or looks_looped(text)):
             # The short window's failure mode is a decoder loop ("Repeat that. Repeat that. ..."):
             # decode this one again with Whisper's full 30 s window, like Whisper's own fallback.
             log.debug("short-window decode looped (%r); falling back to the 30 s window", text)

@@ -107,7 +107,7 @@ def _ten_twenty_five(tz):  # an injected clock: the spoken time must not depend 
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, tts, stt, port: int | None, **cfg_kw) -> None:
+    def __init__(self, tmp_path: Path, tts, stt, port: int | None, recheck=None, **cfg_kw) -> None:
         self.cfg = DeviceConfig(gateway=f"127.0.0.1:{port or free_port()}", media_dir=str(tmp_path / "media"),
                                 **cfg_kw)
         self.events: list[dict] = []
@@ -118,7 +118,7 @@ class Rig:
         self.client = AssistantClient(self.cfg, status=self.platform, backoff=Backoff(initial_s=0.05, max_s=0.2))
         self.engine = TurnEngine(self.cfg, grammar=commands.load_grammar(), speaker=self.speaker,
                                  actions=DeviceActions(self.platform, self.cfg.zone, now=_ten_twenty_five),
-                                 client=self.client,
+                                 client=self.client, recheck=recheck,
                                  emit=self.events.append)
 
     async def __aenter__(self) -> "Rig":
@@ -365,3 +365,47 @@ async def test_barge_in_returns_to_the_audio_loop_without_waiting_for_the_turn_t
     assert sink.samples_written == played               # the token stopped the sink at the trip
     assert [e["outcome"] for e in events if e["event"] == "turn"] == ["cancelled"]
     await engine.close()
+
+
+# ---------------------------------------------------------------- a second look at a near-miss command
+def _after_the_wake(user_speak, text: str, lead_s: float = 0.4) -> np.ndarray:
+    """`text` in the user's voice as the device hands it over: the pre-roll before it holds the silence after
+    the wake phrase (with 0.2-0.6 s of it tiny.en hears this voice's "Volume up." as "Volume app")."""
+    pause = np.zeros(int(lead_s * SAMPLE_RATE_HZ), np.int16)
+    return np.concatenate([pause, user_speak(text), np.zeros(int(0.2 * SAMPLE_RATE_HZ), np.int16)])
+
+
+async def test_a_near_miss_command_is_heard_again_and_runs_on_the_device(tmp_path: Path, tts, stt, user_speak,
+                                                                       live) -> None:
+    from device.app import _command_recheck
+
+    audio = _after_the_wake(user_speak, "Volume up.")
+    first = stt.transcribe(audio).text
+    assert commands.load_grammar().parse(first) is None, f"tiny.en now hears {first!r}: pick audio it mishears"
+    async with Rig(tmp_path, tts, stt, live.port, recheck=_command_recheck(stt)) as rig:
+        before = rig.platform.volume()
+        await rig.engine.wake()
+        await asyncio.wait_for(rig.engine.utterance(first, audio=audio), 20.0)
+        (look,) = [e for e in rig.events if e["event"] == "command_recheck"]
+        assert look["text"] == first and look["command"] == "volume_up", look
+        turn = rig.turn()
+        assert (turn["kind"], turn["name"], turn["route"]) == ("command", "volume_up", "device"), turn
+        assert rig.platform.volume() > before
+        assert not live.small.requests and not live.big.requests   # the gateway never saw the misheard words
+
+
+async def test_a_question_that_names_a_command_word_stays_a_question(tmp_path: Path, tts, stt, user_speak,
+                                                                   live) -> None:
+    """"What is volume?" is worth a second look (short, says "volume"), but no command reads like it."""
+    from device.app import _command_recheck
+
+    audio = _after_the_wake(user_speak, "What is volume?")
+    first = stt.transcribe(audio).text
+    async with Rig(tmp_path, tts, stt, live.port, recheck=_command_recheck(stt)) as rig:
+        await rig.engine.wake()
+        await asyncio.wait_for(rig.engine.utterance(first, audio=audio), 20.0)
+        (look,) = [e for e in rig.events if e["event"] == "command_recheck"]
+        assert look["command"] == "", look
+        turn = rig.turn()
+        assert turn["kind"] == "query" and turn["answer"] == "It is sunny today.", turn
+        assert "volume" in turn["text"].lower()

@@ -118,6 +118,7 @@ class DeviceConfig:
     media_dir: str = ""   # photos/videos placeholders; empty: ~/.local/share/voxlens/media
     barge_in_on_speech: bool = True  # user speech over an answer stops it (needs echo cancellation on open speakers)
     preemptive: bool = True  # a question leaves on the settled partial, before the endpoint; spoken only if the final matches
+    command_recheck: bool = True  # a short near-miss command ("Volume app") is heard again with the command prompt
 
     @property
     def zone(self) -> str:
