@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "first-token": ("bench.first_token:run", "small tier: time to first token and prompt tokens decoded per turn over a scripted conversation, idle and busy CPU"),
     "grammar": ("bench.grammar:run", "command grammar per language (Home Assistant's templates + ours): load and match time, idle and busy CPU"),
     "answer-language": ("bench.answer_languages:run", "does the small model answer in the question's language? the eight languages' questions as text and, with --spoken, spoken by espeak-ng and heard by whisper-base"),
+    "recheck": ("bench.recheck:run", "near-miss command recheck on real speech that is not a command: isolated words, telephone and read speech; how many turn into a command"),
     "gateway": ("bench.gateway:run", "time to first token per tier; gateway overhead at 1/100/1000 streams; 50 devices on one small model, idle and busy CPU"),
 }
 

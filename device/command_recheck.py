@@ -57,18 +57,29 @@ def worth_a_recheck(text: str, words: LanguageData) -> bool:
     return len(_letters(text)) <= GARBLED_LETTERS or any(_near(t, words.command_words) for t in tokens)
 
 
-def similarity(a: str, b: str) -> float:
-    return SequenceMatcher(None, _letters(a), _letters(b)).ratio()
+def _without(text: str, skip_words: tuple[str, ...]) -> str:
+    """The words the grammar matches: its skip words ("okay", "please", "can you") out."""
+    text = text.lower()
+    for phrase in skip_words:
+        text = re.sub(rf"\b{re.escape(phrase.lower())}\b", " ", text)
+    return text
 
 
-def pick(first: str, second: str, parse: Callable[[str], CommandMatch | None]) -> Recheck:
+def similarity(a: str, b: str, skip_words: tuple[str, ...] = ()) -> float:
+    """Letters in common, skip words left out: "Okay" is not like "Okay, stop", whose command is "stop"."""
+    return SequenceMatcher(None, _letters(_without(a, skip_words)), _letters(_without(b, skip_words))).ratio()
+
+
+def pick(first: str, second: str, parse: Callable[[str], CommandMatch | None],
+         skip_words: tuple[str, ...] = ()) -> Recheck:
     """The command in the prompted pass that reads most like the first: the whole text, or one clause of it (a
-    prompted Whisper repeats itself, "volume up, volume up", or starts on a prompt word, "Silence, unmute")."""
+    prompted Whisper repeats itself, "volume up, volume up", or starts on a prompt word, "Silence, unmute").
+    skip_words: the grammar's, which it matches through, so they never make two texts alike."""
     best = Recheck(heard=second)
     clauses = [second] + [c for c in _CLAUSE_RE.split(second) if c.strip()]
     for clause in clauses:
         command = parse(clause)
-        score = similarity(first, clause)
+        score = similarity(first, clause, skip_words)
         if command is not None and score >= MIN_SIMILARITY and score > best.similarity:
             best = Recheck(heard=second, text=clause.strip(" ,"), command=command, similarity=score)
     return best

@@ -164,6 +164,11 @@ class Grammar:
     def parse(self, text: str) -> CommandMatch | None:
         return self.understand(text).command
 
+    @property
+    def skip_words(self) -> tuple[str, ...]:
+        """Words hassil matches through ("please", "can you"), longest first."""
+        return tuple(sorted(self.intents.skip_words, key=len, reverse=True))
+
     def to_intent(self, text: str) -> GatewayIntent | None:
         return self.understand(text).intent
 

@@ -357,7 +357,7 @@ class TurnEngine:
 
         def look() -> Recheck:
             heard = self.recheck(audio, grammar.words.command_prompt)
-            return pick(record.text, heard, grammar.parse)
+            return pick(record.text, heard, grammar.parse, grammar.skip_words)
 
         found = await asyncio.to_thread(look)
         self.emit("command_recheck", text=record.text, heard=found.heard, taken=found.text,
