@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.speech import summary, voiced_bounds
-from device.audio import FRAME_S, SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
+from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
 from voxlens.config import BackendConfig, Config
 from voxlens.config import load as load_config
 
@@ -78,7 +78,7 @@ async def _one(cfg: Config, models, wav_dir: Path, wake_pcm: np.ndarray, text: s
     wav = wav_dir / "utterance.wav"
     write_wav(wav, audio, SAMPLE_RATE_HZ)
     events: list[dict] = []
-    source = LagProbe(WavSource(wav, realtime=True))
+    source = LagProbe(WavSource(wav, realtime=True, block_samples=cfg.audio.block_samples))
     await run_device(cfg, models, source, MemorySink(realtime=False), emit=events.append, linger_s=30.0)
     ends = [e for e in events if e["event"] == "speech_end"]
     turns = [e for e in events if e["event"] == "turn"]
@@ -116,17 +116,11 @@ class LagProbe:
     async def __aiter__(self):
         loop = asyncio.get_running_loop()
         start = loop.time()
-        async for i, frame in _enumerate(self.source):
-            captured = start + (i + 1) * FRAME_S
+        captured = start
+        async for frame in self.source:
+            captured += len(frame) / SAMPLE_RATE_HZ   # a block is delivered once fully captured
             self.max_lag_ms = max(self.max_lag_ms, round((loop.time() - captured) * 1000, 1))
             yield frame
-
-
-async def _enumerate(source):
-    i = 0
-    async for item in source:
-        yield i, item
-        i += 1
 
 
 def _free_port() -> int:

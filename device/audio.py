@@ -126,12 +126,35 @@ def split_frames(pcm: np.ndarray, frame_samples: int = FRAME_SAMPLES) -> list[np
     return [pcm[i : i + frame_samples] for i in range(0, len(pcm), frame_samples)]
 
 
-class WavSource:
-    """Frames from a WAV file; `realtime=True` paces them at 80 ms each, like a microphone."""
+class Framer:
+    """Cuts a stream of int16 blocks into fixed frames (the wake word wants 80 ms); keeps the remainder."""
 
-    def __init__(self, path: str | Path, realtime: bool = False) -> None:
+    def __init__(self, frame_samples: int) -> None:
+        self.frame_samples = frame_samples
+        self._rest = np.zeros(0, np.int16)
+
+    def push(self, pcm: np.ndarray) -> list[np.ndarray]:
+        buf = np.concatenate([self._rest, pcm]) if len(self._rest) else pcm
+        n = len(buf) // self.frame_samples * self.frame_samples
+        self._rest = buf[n:].copy()
+        return [buf[i:i + self.frame_samples] for i in range(0, n, self.frame_samples)]
+
+    def flush(self) -> np.ndarray | None:
+        """The last partial frame, zero-padded, or None when nothing is left."""
+        if not len(self._rest):
+            return None
+        frame = np.concatenate([self._rest, np.zeros(self.frame_samples - len(self._rest), np.int16)])
+        self._rest = np.zeros(0, np.int16)
+        return frame
+
+
+class WavSource:
+    """Blocks from a WAV file; `realtime=True` paces them (80 ms each by default), like a microphone."""
+
+    def __init__(self, path: str | Path, realtime: bool = False, block_samples: int = FRAME_SAMPLES) -> None:
         self.path = Path(path)
         self.realtime = realtime
+        self.block_samples = block_samples
         self.pcm = read_wav(self.path)
 
     @property
@@ -141,10 +164,11 @@ class WavSource:
     async def __aiter__(self) -> AsyncIterator[np.ndarray]:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        for i, frame in enumerate(split_frames(self.pcm)):
+        block_s = self.block_samples / SAMPLE_RATE_HZ
+        for i, frame in enumerate(split_frames(self.pcm, self.block_samples)):
             if self.realtime:
-                # A microphone delivers a frame once it has been fully captured.
-                delay = start + (i + 1) * FRAME_S - loop.time()
+                # A microphone delivers a block once it has been fully captured.
+                delay = start + (i + 1) * block_s - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
@@ -166,8 +190,10 @@ def _sounddevice():
 class MicrophoneSource:
     """Frames from a microphone through sounddevice (PortAudio), imported only when used."""
 
-    def __init__(self, device: str | int | None = None, max_queued_frames: int = 200) -> None:
+    def __init__(self, device: str | int | None = None, max_queued_frames: int = 200,
+                 block_samples: int = FRAME_SAMPLES) -> None:
         self.device = device or None
+        self.block_samples = block_samples
         self.max_queued_frames = max_queued_frames
         self.dropped_frames = 0
 
@@ -188,7 +214,7 @@ class MicrophoneSource:
             loop.call_soon_threadsafe(put, indata[:, 0].copy())
 
         try:
-            stream = sd.InputStream(samplerate=SAMPLE_RATE_HZ, blocksize=FRAME_SAMPLES, channels=1,
+            stream = sd.InputStream(samplerate=SAMPLE_RATE_HZ, blocksize=self.block_samples, channels=1,
                                     dtype="int16", device=self.device, callback=callback)
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioDeviceError(f"cannot open microphone {self.device or '(default)'}: {exc}; "

@@ -40,7 +40,9 @@ def open_device_io(cfg: config_mod.Config, args: argparse.Namespace):
     Shared by `voxlens device run` and `voxlens wyoming satellite`."""
     from device.audio import MicrophoneSource, SpeakerSink, WavSink, WavSource
 
-    source = WavSource(args.input, realtime=True) if args.input else MicrophoneSource(cfg.audio.input_device or None)
+    block = cfg.audio.block_samples
+    source = (WavSource(args.input, realtime=True, block_samples=block) if args.input else
+              MicrophoneSource(cfg.audio.input_device or None, block_samples=block))
     sink = WavSink(args.output, realtime=True) if args.output else SpeakerSink(cfg.audio.output_device or None)
     events = open(args.events, "w", encoding="utf-8") if args.events else None
     return source, sink, events

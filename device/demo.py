@@ -115,7 +115,8 @@ async def run_demo(cfg: Config, output: Path, events_path: Path | None, input_pa
 
     sink = WavSink(output, realtime=True)
     try:
-        run = await run_device(device_cfg, models, WavSource(wav, realtime=True), sink, emit=emit)
+        run = await run_device(device_cfg, models, WavSource(wav, realtime=True, block_samples=device_cfg.audio.block_samples), sink,
+                                 emit=emit)
     finally:
         sink.close()
         await gateway.stop(1.0)

@@ -13,7 +13,7 @@ from typing import AsyncIterable, Callable
 
 import numpy as np
 
-from device.audio import SAMPLE_RATE_HZ
+from device.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Framer
 from device.engine import TurnEngine
 from device.stt import SpeechToText, StreamingTranscription
 from device.utterance import UtteranceStage
@@ -35,6 +35,7 @@ class AudioLoop:
         self.engine, self.wake, self.endpointer, self.stt = engine, wake, endpointer, stt
         self.utterance = UtteranceStage(endpointer, stt, on_pass=self._pass_done)
         self.confirmer = WakeConfirmer(wake, verifiers, second_look_s)
+        self._wake_frames = Framer(FRAME_SAMPLES)   # the wake word takes 80 ms frames; the rest any block
         self.clock = clock
         self._emit = emit or (lambda event: None)
         self.samples = 0                 # samples received on this stream
@@ -111,13 +112,14 @@ class AudioLoop:
             self._t0_s = self.clock() - len(frame) / SAMPLE_RATE_HZ
         self.samples += len(frame)
         # the wake rule (fires, verifier, second look) off the loop: answers keep playing meanwhile
-        for decision in await self.confirmer.aprocess(frame):
-            if decision.accepted:
-                await self._wake(decision)
-                return
-            self.emit("wake_rejected", name=decision.det.name, score=round(decision.det.score, 3),
-                      at_s=round(self.samples / SAMPLE_RATE_HZ, 3), verifier=decision.verdict.to_dict(),
-                      second_look=decision.second_look)
+        for wake_frame in self._wake_frames.push(frame):
+            for decision in await self.confirmer.aprocess(wake_frame):
+                if decision.accepted:
+                    await self._wake(decision)
+                    return
+                self.emit("wake_rejected", name=decision.det.name, score=round(decision.det.score, 3),
+                          at_s=round(self.samples / SAMPLE_RATE_HZ, 3), verifier=decision.verdict.to_dict(),
+                          second_look=decision.second_look)
         if not self.engine.hears_speech:   # the engine's policy; this loop only pumps frames
             if self.utterance.in_speech or self.utterance.transcribing:
                 self._restart_endpointing()

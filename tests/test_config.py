@@ -41,6 +41,7 @@ def test_config_env_var_selects_file(tmp_path: Path) -> None:
         ("[gateway]\nport = 'abc'\n", "gateway.port: expected int"),
         ("[gateway\n", "not valid TOML"),
         ("[vad]\nthreshold = [1]\n", "vad.threshold: expected float"),
+        ("[audio]\nblock_ms = 500\n", "[audio] block_ms = 500 is out of range; use 10-80"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from device.app import DeviceModels, run_device
-from device.audio import FRAME_S, SAMPLE_RATE_HZ, MemorySink, resample, split_frames
-from voxlens.config import Config, DeviceConfig, GatewayConfig, RouterConfig, ToolsConfig
+from device.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, MemorySink, resample, split_frames
+from voxlens.config import AudioConfig, Config, DeviceConfig, GatewayConfig, RouterConfig, ToolsConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")  # same loop as the session-scoped model and gateway
 
@@ -89,18 +89,19 @@ def _script(speak, *parts: str | float | Until) -> list[np.ndarray | Until]:
 class UserSource:
     """A microphone in real time: the script's audio, and silence frames for as long as an Until waits."""
 
-    def __init__(self, parts: list[np.ndarray | Until], events: list[dict]) -> None:
-        self.parts, self.events = parts, events
+    def __init__(self, parts: list[np.ndarray | Until], events: list[dict], block_samples: int = FRAME_SAMPLES) -> None:
+        self.parts, self.events, self.block_samples = parts, events, block_samples
 
     async def __aiter__(self):
         loop = asyncio.get_running_loop()
         start, sent = loop.time(), 0
-        silence = np.zeros(int(FRAME_S * SAMPLE_RATE_HZ), np.int16)
+        block_s = self.block_samples / SAMPLE_RATE_HZ
+        silence = np.zeros(self.block_samples, np.int16)
 
         async def paced(frame: np.ndarray) -> np.ndarray:
             nonlocal sent
             sent += 1
-            delay = start + sent * FRAME_S - loop.time()
+            delay = start + sent * block_s - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             return frame
@@ -111,13 +112,14 @@ class UserSource:
                     while not part.done(self.events):
                         yield await paced(silence)
                 continue
-            for frame in split_frames(part):
+            for frame in split_frames(part, self.block_samples):
                 yield await paced(frame)
 
 
-async def _run(tmp_path: Path, models: DeviceModels, script: list[np.ndarray | Until], gateway_port: int, **device_kw):
+async def _run(tmp_path: Path, models: DeviceModels, script: list[np.ndarray | Until], gateway_port: int,
+               block_ms: int = 80, **device_kw):
     cfg = Config(device=DeviceConfig(gateway=f"127.0.0.1:{gateway_port}", media_dir=str(tmp_path / "media"),
-                                     follow_up_s=1.0, **device_kw))
+                                     follow_up_s=1.0, **device_kw), audio=AudioConfig(block_ms=block_ms))
     events: list[dict] = []
     sink = MemorySink(realtime=True)
 
@@ -125,7 +127,8 @@ async def _run(tmp_path: Path, models: DeviceModels, script: list[np.ndarray | U
         event["played_samples"] = sink.samples_written  # what had been played when this happened
         events.append(event)
 
-    run = await run_device(cfg, models, UserSource(script, events), sink, emit=emit, linger_s=20.0)
+    run = await run_device(cfg, models, UserSource(script, events, cfg.audio.block_samples), sink, emit=emit,
+                           linger_s=20.0)
     return run, events, sink
 
 
@@ -155,6 +158,17 @@ async def test_question_goes_through_the_gateway_and_is_spoken(tmp_path, device_
     heard = _heard(device_models, sink)
     answer_words = {w for w in re.findall(r"[a-z]+", turn["answer"].lower()) if len(w) > 3}
     assert answer_words & set(re.findall(r"[a-z]+", heard)), f"spoken output {heard!r} does not carry the answer {turn['answer']!r}"
+
+
+async def test_a_microphone_with_32_ms_blocks_wakes_and_runs_a_command(tmp_path, device_models, gateway, user_speak):
+    """[audio] block_ms = 32 (Silero's window): the wake word still gets its 80 ms frames (a framer in the audio
+    loop), the endpointer and STT take each block as it comes."""
+    audio = _script(user_speak, 0.5, WAKE, 0.3, "Take a photo.", 1.5)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port, block_ms=32)
+    assert len(_of(events, "wake")) == 1
+    (turn,) = _of(events, "turn")
+    assert (turn["kind"], turn["name"], turn["route"]) == ("command", "take_photo", "device"), turn
+    assert list((tmp_path / "media").glob("*")), "no photo was taken"
 
 
 async def test_timer_fires_with_alarm_and_spoken_notice(tmp_path, device_models, gateway, user_speak):

@@ -86,28 +86,6 @@ class AudioConverter:
         return float_to_int16(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
 
 
-class Framer:
-    """Cuts a stream of int16 arrays into fixed frames (the stages want 80 ms); keeps the remainder."""
-
-    def __init__(self, frame_samples: int) -> None:
-        self.frame_samples = frame_samples
-        self._rest = np.zeros(0, np.int16)
-
-    def push(self, pcm: np.ndarray) -> list[np.ndarray]:
-        buf = np.concatenate([self._rest, pcm]) if len(self._rest) else pcm
-        n = len(buf) // self.frame_samples * self.frame_samples
-        self._rest = buf[n:].copy()
-        return [buf[i:i + self.frame_samples] for i in range(0, n, self.frame_samples)]
-
-    def flush(self) -> np.ndarray | None:
-        """The last partial frame, zero-padded, or None when nothing is left."""
-        if not len(self._rest):
-            return None
-        frame = np.concatenate([self._rest, np.zeros(self.frame_samples - len(self._rest), np.int16)])
-        self._rest = np.zeros(0, np.int16)
-        return frame
-
-
 class AudioInput:
     """The audio half of a request (audio-start, audio-chunk..., audio-stop) as 16 kHz mono int16.
 

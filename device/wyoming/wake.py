@@ -22,12 +22,13 @@ from wyoming.event import Event
 from wyoming.info import Info
 from wyoming.wake import Detect, Detection, NotDetected
 
+from device.audio import Framer
 from device.stt import SpeechToText
 from device.wakeword import FRAME_SAMPLES, SAMPLE_RATE_HZ, WakeWordDetector
 from device.wakeword.confirm import WakeConfirmer
 from device.wakeword.frontend import FrontEnd
 from device.wakeword.verifier import Verifier
-from device.wyoming.audio import AudioInput, Framer
+from device.wyoming.audio import AudioInput
 from device.wyoming.info import ServiceError, ServiceHandler, parse, wake_info
 from voxlens.config import Config, WakewordConfig
 
