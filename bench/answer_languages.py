@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 import tomllib
-from pathlib import Path
 
+from bench.cli import write_json
 from bench.speech_languages import QUESTIONS_FILE, synthetic_clips
 
 EIGHT = ["en", "de", "fr", "it", "pt", "hi", "es", "th"]
@@ -90,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
     for lang, paths in result.items():
         cells = "   ".join(f"{path}: {r['right']}/{r['n']} answered in {lang}" for path, r in paths.items())
         print(f"  {lang}  {cells}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    out = write_json(args.out, result)
     print(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 from pathlib import Path
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -43,6 +44,14 @@ EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
                               "help": "only these kinds (commands, questions, recorded, paused, offline, gapped: a command going on after "
                                       "a 100 / 150 ms gap, cut counted; default all)"})),
 }
+
+
+def write_json(path: str | Path, result: object) -> Path:
+    """A benchmark's result as JSON (its folder made), for the figures quoted in the README."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from bench.cli import write_json
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,7 @@ def run(args: argparse.Namespace) -> int:
         run_rows["summary"] = s
         print(f"{name:<20} {s['model_turns']:>5} {s['first_token_p50_ms']!s:>13} ms {s['first_token_max_ms']!s:>8} "
               f"{s['prompt_tokens']:>14} {s['decoded']:>8} {s['decoded_p50']!s:>12}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(args.out, result)
     print(f"wrote {out}")
     return 0
 

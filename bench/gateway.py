@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import multiprocessing as mp
 import random
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.cli import write_json
 
 LEVELS = (1, 100, 1000)
 TARGET_TURNS_PER_S = 400.0
@@ -346,8 +347,6 @@ def run(args) -> int:
               f"{r['lost']:>4} {r['queue_wait_p50_ms']:>9} {r['queue_wait_p99_ms']:>9} {r['first_token_p50_ms']:>9} "
               f"{r['turn_end_p99_ms']:>8} {r['rss_mb_before']:>9}/{r['rss_mb_peak']:<9}")
     print("every turn ended (lost 0)" if all(r["lost"] == 0 for r in results["crowd"]) else "TURNS LOST")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out = write_json(args.out, results)
     print(f"wrote {out}")
     return 0

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from pathlib import Path
 
+from bench.cli import write_json
 from bench.speech import EVAL_DIR, summary
 
 NEGATIVES = EVAL_DIR.parent / "negatives"
@@ -98,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
         for t in r["taken"]:
             print(f"  taken ({name}, {t['file']}): said {t['said']!r}, heard {t['heard']!r}, rechecked {t['recheck']!r} -> "
                   f"{t['command']} (similarity {t['similarity']})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(args.out, result)
     print(f"wrote {out} in {result['elapsed_s']} s")
     return 0

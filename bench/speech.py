@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import platform
 import statistics
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cli import write_json
 from device.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, read_wav, resample, split_frames
 from voxlens.config import SttConfig, TtsConfig, VadConfig
 
@@ -342,8 +342,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"voxlens bench speech  ({len(clips)} eval clips, {result['machine']['cpus']} CPUs, "
           f"load avg {result['machine']['load_avg_start'][0]:.1f}; shared machines make these noisy)")
     print_table(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(args.out, result)
     print(f"wrote {out} in {result['elapsed_s']} s")
     return 0

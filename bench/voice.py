@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cli import write_json
 from bench.speech import summary, voiced_bounds
 from device.audio import SAMPLE_RATE_HZ, MemorySink, WavSource, write_wav
 from voxlens.config import BackendConfig, Config
@@ -363,9 +363,7 @@ def run(args: argparse.Namespace) -> int:
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
     print(f"\nvoxlens bench voice ({result['machine']['cpus']} CPUs)")
     _table(result)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(args.out, result)
     png = out.with_suffix(".png")
     _waterfall_png(result, png)
     print(f"wrote {out} and {png} in {result['elapsed_s']} s")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cli import write_json
 from bench.llama_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,8 +231,6 @@ def run(args: argparse.Namespace) -> int:
     result.update(clips=clips, rounds=rounds, cpus=threads, elapsed_s=round(time.monotonic() - started, 1))
     result["verdicts"] = _verdicts(result)
     _print(result)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(args.out, result)
     print(f"wrote {out} in {result['elapsed_s']} s")
     return 0
