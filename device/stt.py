@@ -245,13 +245,13 @@ class SpeechToText:
         return text, language, prob
 
 
-_LOOP = re.compile(r"\b(\w+(?:\W+\w+){3,11})\W+\1\b|\b(\w+(?:\W+\w+){1,2})(?:\W+\2\b){2,}|\b(\w+)(?:\W+\3\b){4,}",
-                   re.IGNORECASE)
+_LOOP = re.compile(r"\b(\w+(?:\W+\w+){3,11})\W+\1\b|\b(\w+(?:\W+\w+){1,2})(?:\W+\2\b){2,}|\b(\w+)(?:\W+\3\b){4,}"
+                   r"|\b((\w+)(?:\W+\w+){1,2})\W+\4\W+\5\b", re.IGNORECASE)
 
 
 def looks_looped(text: str) -> bool:
-    """A phrase of 4+ words said twice running, of 2-3 words three times, or one word five times:
-    a decoder loop, not speech."""
+    """A phrase of 4+ words said twice running, of 2-3 words three times (or twice and starting again:
+    "Brightness up. Brightness up. Brightness"), or one word five times: a decoder loop, not speech."""
     return bool(_LOOP.search(text))
 
 

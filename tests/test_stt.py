@@ -117,7 +117,8 @@ def test_short_commands_come_out_once(stt, tts):
     ("Repeat that. Repeat that. Repeat that. Repeat", True),
     ("What time is it in Tokyo? What time is it in Tokyo?", True),
     ("no, no, no, no, no", True),
-    ("five five", False), ("no no no", False), ("eight of spades four of clubs seven of hearts", False),
+    ("Brightness up. Brightness up. Brightness", True),   # heard from Piper's "Brightness up." in `bench voice`
+    ("five five", False), ("no no no", False), ("turn it up, turn it down", False), ("eight of spades four of clubs seven of hearts", False),
 ])
 def test_loop_detector(text, looped):
     from device.stt import looks_looped
