@@ -40,6 +40,9 @@ EXTRA_ARGUMENTS: dict[str, tuple[tuple[tuple[str, ...], dict], ...]] = {
               (("--ab-preemptive",), {"action": "store_true",
                                       "help": "every utterance twice in a row, [device] preemptive off then on, "
                                               "reported as two runs (a shared machine's drift falls on both)"}),
+              (("--ab",), {"metavar": "SECTION.NAME=VALUE", "default": "",
+                           "help": "every utterance twice in a row, as configured then with these settings changed "
+                                   "(e.g. audio.block_ms=80,vad.command_silence_ms=128), reported as two runs"}),
               (("--kinds",), {"metavar": "commands,questions,...", "default": "",
                               "help": "only these kinds (commands, questions, recorded, paused, offline, gapped: a command going on after "
                                       "a 100 / 150 ms gap, cut counted; default all)"})),

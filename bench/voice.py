@@ -12,7 +12,8 @@ kind, the questions sent on a settled partial before the endpoint, how many the 
 wasted (cancelled: the final differed, or it was a device command), and the head start the adopted ones had
 (from the query leaving to the final transcript: the time a turn sent at the final would have lost).
 
-`--ab-preemptive` plays every utterance twice in a row, preemptive off then on, and reports them as two runs.
+`--ab-preemptive` plays every utterance twice in a row, preemptive off then on, and reports them as two runs;
+`--ab vad.command_silence_ms=96` does the same for any settings (comma-separated): as configured, then changed.
 
 `--load N` runs every utterance again with N busy workers beside the device (bench/busy.py: a pure-Python
 spin and a numpy loop in turn) and prints both runs side by side, with the audio loop's lag behind the
@@ -56,8 +57,11 @@ QUESTIONS = (
 )
 # A whole command, then more of the same command after a short gap (a breath between words): the command's
 # end on its words at the pause ([vad] command_silence_ms) must not cut it there ("cut" counts the ones it did).
+# The last two are closed commands (nothing in the grammar follows them: [vad] closed_command_silence_ms), the
+# first four only whole ones (command_silence_ms).
 GAPPED = (("Set a timer for five minutes", "called pasta."), ("Cancel the timer", "called tea."),
-          ("Set a timer for ten minutes", "for the eggs."), ("Take a photo", "of the sunset."))
+          ("Set a timer for ten minutes", "for the eggs."), ("Take a photo", "of the sunset."),
+          ("Volume down", "a little bit."), ("Repeat that", "one more time."))
 GAPS_S = (0.1, 0.15)
 EXPECTED_KIND = {"commands": "command", "questions": "query", "recorded": "query", "paused": "query",
                  "offline": "query", "gapped": "command"}
@@ -296,7 +300,10 @@ async def _bench(args: argparse.Namespace) -> dict:
                                                      media_dir=f"{tmp}/media", follow_up_s=0.5))
             offline_cfg = replace(device_cfg, device=replace(device_cfg.device, gateway=f"127.0.0.1:{_free_port()}"))
             variants = {"": (device_cfg, offline_cfg)}
-            if getattr(args, "ab_preemptive", False):
+            if getattr(args, "ab", ""):
+                variants = {", as configured": variants[""],
+                            f", {args.ab}": (with_setting(device_cfg, args.ab), with_setting(offline_cfg, args.ab))}
+            elif getattr(args, "ab_preemptive", False):
                 variants = {f", preemptive {'on' if on else 'off'}": tuple(
                     replace(c, device=replace(c.device, preemptive=on)) for c in (device_cfg, offline_cfg))
                     for on in (False, True)}
@@ -313,6 +320,29 @@ async def _bench(args: argparse.Namespace) -> dict:
     finally:
         await gw.stop(0.5)
     return result
+
+
+def with_setting(cfg: Config, settings: str) -> Config:
+    """`cfg` with settings changed, written as on the command line: "vad.closed_command_silence_ms=128", several
+    joined by commas ("audio.block_ms=80,vad.command_silence_ms=128")."""
+    for setting in settings.split(","):
+        cfg = _with_one(cfg, setting)
+    return cfg
+
+
+def _with_one(cfg: Config, setting: str) -> Config:
+    key, eq, value = setting.partition("=")
+    section, dot, name = key.strip().partition(".")
+    part = getattr(cfg, section, None)
+    if not (eq and dot) or part is None or not hasattr(part, name):
+        raise SystemExit(f"bench voice --ab {setting!r}: write SECTION.NAME=VALUE with a setting of the config, "
+                         "e.g. vad.command_silence_ms=96 (docs/voxlens.example.toml lists them)")
+    current = getattr(part, name)
+    try:
+        new = value.strip().lower() in ("1", "true", "on", "yes") if isinstance(current, bool) else type(current)(value)
+    except ValueError:
+        raise SystemExit(f"bench voice --ab {setting!r}: {value!r} is not a {type(current).__name__}") from None
+    return replace(cfg, **{section: replace(part, **{name: new})})
 
 
 def _table(result: dict) -> None:

@@ -36,9 +36,11 @@ MAX_TEXT_CHARS = 300  # longer than any command; longer text is a question, neve
 
 SlotScalar = int | float | str
 Kind = Literal["command", "intent", "query", "empty"]
+Completion = Literal["", "whole", "closed"]   # Grammar.completion: not a command yet / one that may go on / one that cannot
 
 _WORD_RE = re.compile(r"[\w%']+")
 _INNER_HYPHEN_RE = re.compile(r"(?<=\w)-(?=\w)")
+_SHAPE_TOKEN_RE = re.compile(r"\{\w+\}|[\w%']+")   # a template's words and its {slot}s
 
 
 class GrammarError(ValueError):
@@ -119,7 +121,7 @@ class Grammar:
         self.intents, self.words = _load_intents(language, self.path)
         self.language = self.intents.language
         self._warm_number_words()
-        self._continuations = _continuations(self.intents)
+        self._continuations, self._growing = _continuations(self.intents)
 
     def _warm_number_words(self) -> None:
         """Build hassil's number-word tries now (hundreds of ms) instead of on the first command."""
@@ -176,27 +178,39 @@ class Grammar:
         return _open_end(text, last_word, self.words.open_number_words)
 
     def is_complete(self, partial_text: str) -> bool:
-        """True when a partial transcript already is a whole device command, so endpointing may end early.
+        """True when a partial transcript already is a whole device command, so endpointing may end early."""
+        return bool(self.completion(partial_text))
+
+    def completion(self, partial_text: str) -> Completion:
+        """How whole a partial transcript is as a device command: "" (not one yet), "whole" (one, but the
+        templates go on past these words: "cancel the timer | called tea", "mute | the sound") or "closed"
+        (nothing in the templates follows: "volume up", "repeat that"). A closed command ends on a shorter
+        pause ([vad] closed_command_silence_ms): what the user might add could not change the command.
 
         Conservative: a trailing open number ("set volume to twenty" may become "twenty five")
         or a trailing free-text slot (a timer name still being spoken) is not complete.
         """
         text = clean_transcript(partial_text)
         if not text or len(text) > MAX_TEXT_CHARS:
-            return False
+            return ""
         words = _WORD_RE.findall(text.lower())
         if not words or self._ends_open(text, words[-1]):
-            return False
+            return ""
         if re.fullmatch(r"[1-9]0", words[-1]):
-            return False
+            return ""
         result = self._recognize(text)
         if result is None or _metadata(result).get("kind") != "command":
-            return False
+            return ""
         if any(e.is_wildcard for e in result.entities_list):
-            return False
+            return ""
         # "stop" may become "stop recording", "turn the volume up" "... up to 80": wait for those
         longer = self._continuations.get(_match_words(text, self.intents.skip_words), set())
-        return not (longer - {result.intent.name})
+        if longer - {result.intent.name}:
+            return ""
+        if not _own_command(result.intent_data):   # Home Assistant's templates are not in the table: may grow
+            return "whole"
+        shape = _shape(text, result, self.intents.skip_words)
+        return "whole" if shape is None or shape in self._growing else "closed"
 
 
 def _open_end(text: str, last_word: str, open_words: frozenset[str]) -> bool:
@@ -210,14 +224,36 @@ def _open_end(text: str, last_word: str, open_words: frozenset[str]) -> bool:
 
 def _match_words(text: str, skip_words: list[str]) -> str:
     """Lower-case words without punctuation or skip words, as the continuation table keys them."""
-    words = " ".join(_WORD_RE.findall(_INNER_HYPHEN_RE.sub(" ", text.lower())))
+    return _drop_skip_words(" ".join(_WORD_RE.findall(_INNER_HYPHEN_RE.sub(" ", text.lower()))), skip_words)
+
+
+def _drop_skip_words(words: str, skip_words: Iterable[str]) -> str:
     for skip in sorted(skip_words, key=len, reverse=True):
         words = re.sub(rf"(?:^|(?<= )){re.escape(skip)}(?= |$)", "", words)
     return " ".join(words.split())
 
 
-def _continuations(intents: Intents) -> dict[str, set[str]]:
-    """Every word-prefix of every device-command sentence -> the commands whose sentences go on past it.
+def _shape(text: str, result: RecognizeResult, skip_words: list[str]) -> str | None:
+    """The matched words with each slot's words as its {name} ("set a timer for {minutes} minutes"), as the
+    growing-shape table keys them; None when a slot's words cannot be found in the text (then: may grow)."""
+    words = _match_words(text, skip_words).split()
+    shape: list[str] = []
+    at = 0
+    for entity in result.entities_list:
+        value = _match_words(str(entity.text), []).split()
+        start = next((i for i in range(at, len(words) - len(value) + 1) if value and words[i:i + len(value)] == value),
+                     None)
+        if start is None:
+            return None
+        shape += [*words[at:start], f"{{{entity.name}}}"]
+        at = start + len(value)
+    return " ".join(shape + words[at:])
+
+
+def _continuations(intents: Intents) -> tuple[dict[str, set[str]], frozenset[str]]:
+    """Every word-prefix of every device-command sentence -> the commands whose sentences go on past it; and
+    every proper prefix with its slots as {name} ("set a timer for {minutes} minutes", which "called
+    {timer_name}" may follow), for `completion`'s "closed".
 
     Built once from hassil's own sampler (ranges and wildcards left as placeholders), so the
     early-endpoint check follows the templates instead of a hand-kept list. Gateway intents are
@@ -230,15 +266,19 @@ def _continuations(intents: Intents) -> dict[str, set[str]]:
            for name, intent in intents.intents.items()}
     own = {name: intent for name, intent in own.items() if intent.data}
     table: dict[str, set[str]] = {}
-    heads = {(name, *sentence.partition("{")[:2])
-             for name, sentence in sample_intents(dataclasses.replace(intents, intents=own), expand_ranges=False,
-                                                  exclude_sentences_with_wildcards=False)}
-    for name, literal, brace in heads:
+    growing: set[str] = set()
+    sentences = list(sample_intents(dataclasses.replace(intents, intents=own), expand_ranges=False,
+                                    exclude_sentences_with_wildcards=False))
+    for name, literal, brace in {(name, *sentence.partition("{")[:2]) for name, sentence in sentences}:
         words = _match_words(literal, []).split()
         # every prefix shorter than the sentence; a prefix ending right before a slot is one too
         for end in range(1, len(words) + (1 if brace else 0)):
             table.setdefault(" ".join(words[:end]), set()).add(name)
-    return table
+    for _name, sentence in sentences:
+        tokens = _drop_skip_words(" ".join(_SHAPE_TOKEN_RE.findall(_INNER_HYPHEN_RE.sub(" ", sentence.lower()))),
+                                  intents.skip_words).split()
+        growing.update(" ".join(tokens[:end]) for end in range(1, len(tokens)))
+    return table, frozenset(growing)
 
 
 def available_languages() -> list[str]:
@@ -399,3 +439,7 @@ def to_intent(text: str, language: str = "en") -> GatewayIntent | None:
 
 def is_complete(partial_text: str, language: str = "en") -> bool:
     return load_grammar(language).is_complete(partial_text)
+
+
+def completion(partial_text: str, language: str = "en") -> Completion:
+    return load_grammar(language).completion(partial_text)

@@ -27,7 +27,7 @@ from device.platform import Timer
 from device.client_events import (OFFLINE_SPOKEN, AnswerTextEvent, AskEvent, AudioEvent, ClientError,
                                   GatewayUnavailable, RouteEvent, TextEvent, ToolEvent, TurnEndEvent, TurnTimeout)
 from device.command_recheck import Recheck, pick, worth_a_recheck
-from device.commands import Grammar, Understanding, grammar_for
+from device.commands import Completion, Grammar, Understanding, grammar_for
 from device.preemptive import PreemptiveTurn
 from voxlens.cancel import CancelToken
 from voxlens.config import DeviceConfig
@@ -185,17 +185,18 @@ class TurnEngine:
         elif self.state is State.LISTENING:
             self._cancel_window()  # they are talking: no listening timeout now
 
-    async def partial(self, text: str) -> bool:
-        """True when the partial transcript is already a whole device command: end endpointing early.
+    async def partial(self, text: str) -> Completion:
+        """Whether the partial transcript is already a whole device command ("whole", or "closed" when nothing
+        in the grammar can follow it): endpointing may end early. "" otherwise.
 
         The match (hassil; a language's first use loads its templates) runs in a worker thread, not on the loop."""
         if self.state is not State.LISTENING:
-            return False
-        complete = await asyncio.to_thread(self.grammar.is_complete, text)
-        if not complete or self.state is not State.LISTENING:   # the state may have moved meanwhile
-            return False
-        self.emit("endpoint_early", text=text)
-        return True
+            return ""
+        completion = await asyncio.to_thread(self.grammar.completion, text)
+        if not completion or self.state is not State.LISTENING:   # the state may have moved meanwhile
+            return ""
+        self.emit("endpoint_early", text=text, completion=completion)
+        return completion
 
     async def preempt(self, text: str, language: str = "") -> None:
         """A settled partial (it covers every voiced frame): send the question now; its answer waits for the final.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterable, AsyncIterator, Callable
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from device.turn_text import ends_open
 from device.vad import Endpointer, VadEvent
 from voxlens.stage import StreamStage
 from voxlens.timing import Timings, monotonic
+
+if TYPE_CHECKING:
+    from device.commands import Completion
 
 
 class UtteranceStage:
@@ -101,11 +104,12 @@ class UtteranceStage:
         """The partial that covers every voiced frame so far, decoded as a final (what the final would be now)."""
         return self._stream.settled() if self._stream is not None else None
 
-    def hint_complete(self, text: str, complete: bool) -> None:
-        """What the grammar made of the latest partial `text`: a whole command ends on the shorter silence, or
-        sooner (`end_on_command`); words that no longer are one (the user went on) take that back."""
-        self.endpointer.hint_complete(complete)
-        self._command = text.strip() if complete else ""
+    def hint_complete(self, text: str, completion: Completion) -> None:
+        """What the grammar made of the latest partial `text` (Grammar.completion): a whole command ends on the
+        shorter silence, or sooner (`end_on_command`; a closed one sooner still); words that no longer are one
+        (the user went on) take that back."""
+        self.endpointer.hint_complete(bool(completion), completion == "closed")
+        self._command = text.strip() if completion else ""
 
     def end_on_command(self) -> list[VadEvent]:
         """End the turn at the pause once the words there, decoded as the final will be, are the whole command

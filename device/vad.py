@@ -119,6 +119,7 @@ class Endpointer:
         self.ends_voiced = False    # this frame's last window had voice
         self.voiced = False         # this frame had voice, by the hysteresis below (what the streaming STT hears)
         self.complete_hint = False
+        self.closed_hint = False    # ... and nothing in the grammar can follow it
         self._ask: np.ndarray | None = None   # the utterance so far, waiting for Smart Turn's verdict
         self._asked_for = -1        # the _last_voiced_end of the pause asked about
         self._turn_p: float | None = None
@@ -136,9 +137,11 @@ class Endpointer:
     def _ms(ms: float) -> int:
         return int(ms * SAMPLE_RATE_HZ / 1000)
 
-    def hint_complete(self, complete: bool = True) -> None:
-        """The grammar says the words so far form a whole command: end on the shorter silence."""
+    def hint_complete(self, complete: bool = True, closed: bool = False) -> None:
+        """The grammar says the words so far form a whole command: end on the shorter silence; `closed`: one
+        nothing in the grammar can follow, so `end_at_pause` may end it on a shorter pause."""
         self.complete_hint = complete
+        self.closed_hint = complete and closed
 
     def process(self, frame: np.ndarray) -> list[VadEvent]:
         """One frame; a Smart Turn question it raises is answered inline (blocking for its ~50-100 ms)."""
@@ -287,6 +290,7 @@ class Endpointer:
     def _start(self) -> VadEvent:
         self.in_speech = True
         self.complete_hint = False
+        self.closed_hint = False    # ... and nothing in the grammar can follow it
         self._speech_start = self._run_start or 0
         self._last_voiced_end = self._pos
         self._utt_start = max(self._history_start, self._speech_start - self._ms(self.cfg.preroll_ms))
@@ -307,6 +311,7 @@ class Endpointer:
         leftover = np.concatenate(self._utt)[self._pos - self._utt_start :] if self._utt else np.zeros(0, np.int16)
         self.in_speech = False
         self.complete_hint = False
+        self.closed_hint = False    # ... and nothing in the grammar can follow it
         self._utt = []
         self._history = leftover.astype(np.int16)
         self._history_start = self._pos
@@ -321,9 +326,10 @@ class Endpointer:
         return self.ends_voiced if self.complete_hint else self.voiced
 
     def end_at_pause(self, reason: str) -> list[VadEvent]:
-        """End the utterance at its last voice once the pause has lasted `command_silence_ms`: the caller
-        knows the words there finish the turn."""
-        if not self.in_speech or self._pos - self._last_voiced_end < self._ms(self.cfg.command_silence_ms):
+        """End the utterance at its last voice once the pause has lasted `command_silence_ms`
+        (`closed_command_silence_ms` for a closed command): the caller knows the words there finish the turn."""
+        pause_ms = self.cfg.closed_command_silence_ms if self.closed_hint else self.cfg.command_silence_ms
+        if not self.in_speech or self._pos - self._last_voiced_end < self._ms(pause_ms):
             return []
         return [self._end(reason)]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bench.busy import busy_workers
-from bench.voice import LagProbe
+from bench.voice import LagProbe, with_setting
 from device.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, WavSource, write_wav
 
 
@@ -32,3 +32,19 @@ async def test_the_lag_probe_passes_every_frame_through_in_order(tmp_path):
     frames = [f async for f in probe]
     assert np.array_equal(np.concatenate(frames), pcm)
     assert probe.max_lag_ms >= 0.0
+
+
+def test_the_ab_setting_changes_one_field_with_its_type_and_names_a_bad_one():
+    """`bench voice --ab SECTION.NAME=VALUE`: the second run's config differs in that field only."""
+    from voxlens.config import Config
+
+    cfg = Config()
+    changed = with_setting(cfg, "vad.closed_command_silence_ms=128")
+    assert changed.vad.closed_command_silence_ms == 128 and changed.vad.command_silence_ms == cfg.vad.command_silence_ms
+    assert with_setting(cfg, "device.preemptive=false").device.preemptive is False
+    both = with_setting(cfg, "audio.block_ms=80,vad.command_silence_ms=128")
+    assert (both.audio.block_ms, both.vad.command_silence_ms) == (80, 128)
+    with pytest.raises(SystemExit, match="SECTION.NAME=VALUE"):
+        with_setting(cfg, "vad.no_such_setting=1")
+    with pytest.raises(SystemExit, match="is not a int"):
+        with_setting(cfg, "vad.command_silence_ms=soon")

@@ -247,6 +247,27 @@ def test_is_complete(grammar: Grammar, partial: str, complete: bool) -> None:
     assert grammar.is_complete(partial) is complete
 
 
+@pytest.mark.parametrize(("partial", "completion"), [
+    ("Volume up.", "closed"),
+    ("Repeat that.", "closed"),
+    ("What's the battery level?", "closed"),
+    ("please start recording a video", "closed"),      # skip words aside
+    ("Set the brightness to fifty percent.", "closed"),  # a slot, then nothing may follow
+    ("set a timer for ten minutes called pasta", ""),    # the name may still be growing
+    ("Set a timer for five minutes.", "whole"),        # "... called pasta" may follow the filled slot
+    ("set a timer for 5 minutes", "whole"),
+    ("Cancel the timer.", "whole"),                    # "... called tea"
+    ("Mute.", "whole"),                                # "mute the sound": the same command, said longer
+    ("What time is it?", "whole"),                     # "... right now"
+    ("Take a photo.", "whole"),                        # "... of this"
+    ("stop", ""),
+])
+def test_completion_knows_which_commands_nothing_can_follow(grammar: Grammar, partial: str, completion: str) -> None:
+    """A closed command ends on a shorter pause; one the templates go on past (past a filled slot too) is only
+    whole. The table is the templates' own, so a template that grows a command makes it whole again."""
+    assert grammar.completion(partial) == completion
+
+
 def test_empty_and_oversized_text(grammar: Grammar) -> None:
     assert grammar.understand("  .  ").kind == "empty"
     long_text = "set a timer for two minutes " * 40

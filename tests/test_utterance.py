@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.speech import _paced, voiced_bounds
-from device.commands import is_complete
+from device.commands import completion
 from device.audio import SAMPLE_RATE_HZ, read_wav, split_frames
 from device.utterance import UtteranceStage, utterances
 from device.vad import Endpointer, VadEvent
@@ -126,7 +126,7 @@ async def _command_turn(stage: UtteranceStage, pcm: np.ndarray, passes: threadin
                 passes.clear()
         text = stage.new_partial()
         if text is not None:
-            stage.hint_complete(text, is_complete(text))
+            stage.hint_complete(text, completion(text))
         events += stage.end_on_command()
         for ev in events:
             if ev.kind == "speech_end":
@@ -142,7 +142,7 @@ async def test_a_whole_command_ends_on_its_words_at_the_pause(stt, silero, user_
     """"Take a photo." at a pause: once the pass that pause started reads as that whole command (the final, since
     it covers every voiced frame), the turn ends there, after command_silence_ms rather than short_silence_ms.
     Off ([vad] settled_command_end = false), the same audio waits for the short silence."""
-    cfg = VadConfig(settled_command_end=settled_end)
+    cfg = VadConfig(settled_command_end=settled_end, command_silence_ms=128, short_silence_ms=400)  # far apart
     lead = np.zeros(SAMPLE_RATE_HZ // 2, np.int16)
     pcm = np.concatenate([lead, user_speak("Take a photo."), lead, lead])
     silero.reset()
@@ -156,6 +156,26 @@ async def test_a_whole_command_ends_on_its_words_at_the_pause(stt, silero, user_
         assert cfg.command_silence_ms <= waited_ms < cfg.short_silence_ms, waited_ms
     else:
         assert ended[0].reason == "silence" and waited_ms >= cfg.short_silence_ms, waited_ms
+
+
+@pytest.mark.parametrize(("said", "closed"), [("Repeat that.", True), ("Take a photo.", False)])
+async def test_a_closed_command_ends_on_the_shorter_pause(stt, silero, user_speak, said, closed):
+    """Nothing in the grammar can follow "Repeat that", so its pause need only last closed_command_silence_ms;
+    "Take a photo" may go on ("... of this") and waits command_silence_ms. The two bounds are set far apart so
+    the frame and window sizes cannot blur which one ended the turn."""
+    cfg = VadConfig(short_silence_ms=900, command_silence_ms=600, closed_command_silence_ms=64)
+    lead = np.zeros(SAMPLE_RATE_HZ // 2, np.int16)
+    pcm = np.concatenate([lead, user_speak(said), lead, lead, lead])
+    silero.reset()
+    passes = threading.Event()
+    stage = UtteranceStage(Endpointer(cfg, silero), stt, on_pass=passes.set)
+    ended = await _command_turn(stage, pcm, passes)
+    assert len(ended) == 1 and ended[0].reason == "command", ended
+    waited_ms = (ended[0].detected_sample - ended[0].sample) * 1000 / SAMPLE_RATE_HZ
+    if closed:
+        assert cfg.closed_command_silence_ms <= waited_ms < cfg.command_silence_ms, waited_ms
+    else:
+        assert cfg.command_silence_ms <= waited_ms < cfg.short_silence_ms, waited_ms
 
 
 async def test_a_gap_inside_a_command_does_not_end_it(stt, silero, user_speak):

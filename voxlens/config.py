@@ -65,6 +65,7 @@ class VadConfig:
     text_veto: bool = True           # a "complete" waits for the words at the pause; ending open vetoes it (device/turn_text.py)
     settled_command_end: bool = True  # a whole device command ends the turn once the words at the pause are decoded
     command_silence_ms: int = 128     # ... and the pause has lasted this long (shorter gaps are mid-command)
+    closed_command_silence_ms: int = 64   # ... for a command nothing in the grammar can follow ("volume up")
 
 
 @dataclass(frozen=True)
