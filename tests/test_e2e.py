@@ -117,7 +117,7 @@ class UserSource:
 
 
 async def _run(tmp_path: Path, models: DeviceModels, script: list[np.ndarray | Until], gateway_port: int,
-               block_ms: int = 80, **device_kw):
+               block_ms: int = AudioConfig.block_ms, **device_kw):
     cfg = Config(device=DeviceConfig(gateway=f"127.0.0.1:{gateway_port}", media_dir=str(tmp_path / "media"),
                                      follow_up_s=1.0, **device_kw), audio=AudioConfig(block_ms=block_ms))
     events: list[dict] = []
@@ -160,11 +160,12 @@ async def test_question_goes_through_the_gateway_and_is_spoken(tmp_path, device_
     assert answer_words & set(re.findall(r"[a-z]+", heard)), f"spoken output {heard!r} does not carry the answer {turn['answer']!r}"
 
 
-async def test_a_microphone_with_32_ms_blocks_wakes_and_runs_a_command(tmp_path, device_models, gateway, user_speak):
-    """[audio] block_ms = 32 (Silero's window): the wake word still gets its 80 ms frames (a framer in the audio
-    loop), the endpointer and STT take each block as it comes."""
+@pytest.mark.parametrize("block_ms", [32, 80])
+async def test_any_microphone_block_wakes_and_runs_a_command(tmp_path, device_models, gateway, user_speak, block_ms):
+    """[audio] block_ms = 32 (Silero's window, the default) or 80 (the wake word's frame): the wake word gets its
+    80 ms frames either way (a framer in the audio loop), the endpointer and STT take each block as it comes."""
     audio = _script(user_speak, 0.5, WAKE, 0.3, "Take a photo.", 1.5)
-    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port, block_ms=32)
+    run, events, sink = await _run(tmp_path, device_models, audio, gateway.port, block_ms=block_ms)
     assert len(_of(events, "wake")) == 1
     (turn,) = _of(events, "turn")
     assert (turn["kind"], turn["name"], turn["route"]) == ("command", "take_photo", "device"), turn

@@ -40,7 +40,7 @@ class AudioConfig:
     sample_rate_hz: int = 16000
     # The microphone's block: how often audio arrives. The wake word works on 80 ms frames whatever it is;
     # a shorter block lets the endpointer see a pause sooner (up to a block earlier), for more wake-ups a second.
-    block_ms: int = 80
+    block_ms: int = 32
 
     @property
     def block_samples(self) -> int:
@@ -64,7 +64,7 @@ class VadConfig:
     smart_turn_max_silence_ms: int = 1000     # how long a turn it judged unfinished waits for more speech
     text_veto: bool = True           # a "complete" waits for the words at the pause; ending open vetoes it (device/turn_text.py)
     settled_command_end: bool = True  # a whole device command ends the turn once the words at the pause are decoded
-    command_silence_ms: int = 128     # ... and the pause has lasted this long (shorter gaps are mid-command)
+    command_silence_ms: int = 176     # ... and the pause has lasted this long (shorter gaps are mid-command)
     closed_command_silence_ms: int = 64   # ... for a command nothing in the grammar can follow ("volume up")
 
 
