@@ -183,7 +183,7 @@ TEXT_BARS = (0.0, 0.05, 0.2)   # the Smart Turn p a transcript that reads as a w
 @dataclass(frozen=True)
 class Pass:
     """One pass of the streaming transcription, on the stream's clock (samples)."""
-    start: int       # when it started: the thread was free and audio waited
+    start: float     # when it started: the thread was free and audio waited (free_at is fractional)
     covers: int      # stream offset its audio ends at
     ready: float     # start + its measured cost: when its transcript exists
     final: bool      # decoded as a final (what `settled()` may return)
@@ -231,7 +231,7 @@ class StreamSim:
         self.pause, self.started_at = False, self.samples
         t = self.stt.transcribe(self.pcm[self.offset : self.offset + self.samples])
         cost_ms = sum(r.duration_ms for r in t.timings.records)
-        self.passes.append(Pass(int(now), self.offset + self.samples, now + cost_ms * MS, final, t.text, cost_ms))
+        self.passes.append(Pass(now, self.offset + self.samples, now + cost_ms * MS, final, t.text, cost_ms))
         self.free_at = now + cost_ms * MS
 
     def settled(self, voiced_end: int) -> Pass | None:
