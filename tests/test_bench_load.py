@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bench.busy import busy_workers
-from bench.voice import LagProbe, with_setting
+from bench.voice import LagProbe, play_order, with_setting
 from device.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, WavSource, write_wav
 
 
@@ -48,3 +48,12 @@ def test_the_ab_setting_changes_one_field_with_its_type_and_names_a_bad_one():
         with_setting(cfg, "vad.no_such_setting=1")
     with pytest.raises(SystemExit, match="is not a int"):
         with_setting(cfg, "vad.command_silence_ms=soon")
+
+
+def test_an_ab_run_alternates_which_variant_plays_first():
+    """The second play of a question finds its prompt in the small tier's KV cache: neither variant may always
+    be second, and each utterance plays every variant once."""
+    variants = {"a": ("A", "A off"), "b": ("B", "B off")}
+    orders = [[name for name, _ in play_order(variants, i)] for i in range(4)]
+    assert orders == [["a", "b"], ["b", "a"], ["a", "b"], ["b", "a"]]
+    assert dict(play_order(variants, 1)) == variants
